@@ -1,0 +1,4 @@
+from cron_scheduler.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""Command line: `create_cron` and the `cron-scheduler` group. Thin glue over the services.
+
+Imports are lazy (only click at import time) so that `--help` and `list` start fast. Every
+CronSchedulerError becomes one line on stderr and its exit code; click usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+HOME_HELP = "State directory (default: $CRON_SCHEDULER_HOME, else $XDG_STATE_HOME/cron-scheduler)."
+
+
+def home_option(f):
+    """`--home` on every subcommand; falls back to the group's --home."""
+    return click.option("--home", "home", default=None, metavar="DIR", help=HOME_HELP, expose_value=True)(f)
+
+
+def get_home(home: str | None):
+    from cron_scheduler.home import Home
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    return Home.at(home or (root.params.get("home") if root.params else None))
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def job_options(f):
+    """The job-definition options shared by add/create_cron and update."""
+    options = [
+        click.option("--interval", "--timeout", "timeout", metavar="DURATION",
+                     help="Per-run cap: a bare number is minutes (30); or 90s, 15m, 2h, 1h30m; 'none' = no cap."),
+        click.option("--depends-on", metavar="IDS", help="Comma-separated upstream job ids."),
+        click.option("--retries", type=int, help="Attempts after a failure or timeout (0-100)."),
+        click.option("--retry-delay", metavar="DURATION", help="Delay before the first retry; doubles, capped at 1h."),
+        click.option("--overlap", type=click.Choice(["skip", "queue", "allow", "replace"]),
+                     help="When a slot comes while the previous run still runs (default skip)."),
+        click.option("--catch-up", type=click.Choice(["latest", "all", "none"]),
+                     help="Slots missed while the daemon was down (default latest)."),
+        click.option("--priority", type=int, help="Higher starts first when runs are queued."),
+        click.option("--start-at", metavar="ISO-TIME", help="Do not fire before this (required by @once)."),
+        click.option("--end-at", metavar="ISO-TIME", help="Do not fire after this."),
+        click.option("--tz", "timezone", metavar="ZONE", help="IANA zone the schedule is read in."),
+        click.option("--cwd", metavar="DIR", help="Working directory of the run."),
+        click.option("--env", multiple=True, metavar="K=V", help="Extra environment (repeatable)."),
+        click.option("--notify", metavar="EVENTS", help="failure,timeout,blocked,slow,output,recovered"),
+        click.option("--expect", "expected_duration", metavar="DURATION", help="Alert when a run is slower."),
+        click.option("--max-output", metavar="SIZE", help="Output kept per run (default 10MB)."),
+        click.option("--description", metavar="TEXT", help="Free text."),
+        click.option("--no-check", is_flag=True, help="Do not check that the script exists."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+# --- the group ---------------------------------------------------------------------------
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", default=None, metavar="DIR", help=HOME_HELP)
+@click.version_option(package_name="cron-scheduler", prog_name="cron-scheduler")
+def cli(home: str | None) -> None:
+    """cron-scheduler: manage jobs and inspect what the daemon ran."""
+
+
+ADD_EPILOG = """\b
+Examples:
+  create_cron backup --interval 30 "0 2 * * *" backup.py
+  create_cron report --depends-on backup @after report.py
+  create_cron sync --retries 3 "*/5 * * * *" /usr/local/bin/sync -- --verbose
+Put `--` before script arguments that start with '-'."""
+
+
+@click.command("add", epilog=ADD_EPILOG)
+@click.argument("job_id", metavar="ID")
+@job_options
+@click.option("--shell", is_flag=True, default=None, help="Run SCRIPT as one string through /bin/sh -c.")
+@click.option("--paused", is_flag=True, help="Create the job paused.")
+@click.option("--replace", is_flag=True, help="Overwrite an existing job with this id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@home_option
+@click.argument("schedule_expr", metavar="SCHEDULE")
+@click.argument("command", metavar="SCRIPT [ARGS]...", nargs=-1, required=True)
+def add_cmd(job_id, schedule_expr, command, shell, paused, replace, no_check, as_json, home, **opts):
+    """Add a job: ID SCHEDULE SCRIPT [ARGS]...
+
+    SCHEDULE is 5 cron fields (min hour dom mon dow), 6 with leading seconds, or
+    @hourly @daily @weekly @monthly @yearly @reboot @once @after, '@every 90s'.
+    A .py SCRIPT runs with the daemon's Python; anything else is exec'd directly."""
+    from cron_scheduler.jobs import JobService, job_from_options
+    opts.update(schedule=schedule_expr, command=command, shell=shell, enabled=False if paused else None)
+    job = job_from_options(job_id, opts, check_script=not no_check)
+    service = JobService(get_home(home))
+    job = service.add(job, replace=replace)
+    _print_job_added(service, job, as_json)
+
+
+def _print_job_added(service, job, as_json: bool) -> None:
+    from cron_scheduler.jobs import job_view, next_runs
+    from cron_scheduler.models import utcnow
+    nxt = next_runs(job, utcnow(), 1, service.default_zone())
+    if as_json:
+        emit_json(job_view(job, nxt[0] if nxt else None))
+    else:
+        when = nxt[0].astimezone().isoformat(timespec="seconds") if nxt else "-"
+        click.echo(f"{job.id}: saved ({job.schedule}); next run {when}")
+
+
+@cli.command("update")
+@click.argument("job_id", metavar="ID")
+@job_options
+@click.option("--schedule", "schedule_expr", metavar="SCHEDULE", help="New schedule.")
+@click.option("--command", "command_line", metavar="COMMAND", help="New command line (split like a shell).")
+@click.option("--shell/--no-shell", default=None, help="Run the command through /bin/sh -c, or not.")
+@click.option("--unset-env", multiple=True, metavar="K", help="Remove an environment variable.")
+@click.option("--json", "as_json", is_flag=True)
+@home_option
+def update_cmd(job_id, schedule_expr, command_line, shell, no_check, as_json, home, **opts):
+    """Change some fields of a job; others keep their values. 'none' clears an optional value."""
+    from cron_scheduler.jobs import JobService, parse_command_string
+    opts.update(schedule=schedule_expr, shell=shell)
+    if command_line is not None:
+        opts["command"] = [command_line] if shell else parse_command_string(command_line)
+    service = JobService(get_home(home))
+    job = service.update(job_id, opts, check_script=not no_check)
+    _print_job_added(service, job, as_json)
+
+
+@cli.command("remove")
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Also drop the dependency from jobs that depend on it.")
+@home_option
+def remove_cmd(job_ids, force, home):
+    """Remove jobs (their history stays)."""
+    from cron_scheduler.jobs import JobService
+    for job_id in JobService(get_home(home)).remove(list(job_ids), force=force):
+        click.echo(f"{job_id}: removed")
+
+
+def _set_enabled(job_ids, home, enabled: bool) -> None:
+    from cron_scheduler.jobs import JobService
+    for job in JobService(get_home(home)).set_enabled(list(job_ids), enabled):
+        click.echo(f"{job.id}: {'resumed' if enabled else 'paused'}")
+
+
+@cli.command("pause")
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@home_option
+def pause_cmd(job_ids, home):
+    """Pause jobs: they keep their definition and history but get no new slots."""
+    _set_enabled(job_ids, home, False)
+
+
+@cli.command("resume")
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@home_option
+def resume_cmd(job_ids, home):
+    """Resume paused jobs."""
+    _set_enabled(job_ids, home, True)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@home_option
+def list_cmd(as_json, home):
+    """List jobs with their next run."""
+    from cron_scheduler.views import list_view
+    rows = list_view(get_home(home))
+    if as_json:
+        emit_json(rows)
+        return
+    from cron_scheduler.views import format_table
+    click.echo(format_table(rows))
+
+
+@cli.command("show")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True)
+@home_option
+def show_cmd(job_id, as_json, home):
+    """Show one job's definition and next run."""
+    from cron_scheduler.views import format_job, show_view
+    data = show_view(get_home(home), job_id)
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(format_job(data))
+
+
+@cli.command("next")
+@click.argument("target", metavar="ID|EXPR")
+@click.option("--count", "-n", type=click.IntRange(1, 1000), default=5, show_default=True)
+@click.option("--tz", "timezone", metavar="ZONE", help="Zone for an expression (default: local).")
+@click.option("--from", "start", metavar="ISO-TIME", help="Start from this instant instead of now.")
+@click.option("--json", "as_json", is_flag=True)
+@home_option
+def next_cmd(target, count, timezone, start, as_json, home):
+    """The coming fire times of a job or of a schedule expression."""
+    from cron_scheduler.views import next_view
+    times = next_view(get_home(home), target, count, timezone, start)
+    if as_json:
+        emit_json(times)
+    else:
+        for t in times:
+            click.echo(t)
+
+
+@cli.command("validate")
+@click.argument("expr", metavar="EXPR")
+def validate_cmd(expr):
+    """Check a schedule expression: exit 0 if valid, 2 if not."""
+    from cron_scheduler import schedule
+    sched = schedule.parse(expr)
+    click.echo(f"valid: {schedule.describe(sched)}")
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@home_option
+def status_cmd(as_json, home):
+    """Daemon up?, home, job count, running runs, next due."""
+    from cron_scheduler.views import format_status, status_view
+    data = status_view(get_home(home))
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(format_status(data))
+
+
+cli.add_command(add_cmd)
+
+
+# --- entry points ------------------------------------------------------------------------
+
+def _run(command: click.Command, args: list[str] | None = None, prog_name: str | None = None) -> None:
+    from cron_scheduler.errors import CronSchedulerError
+    name = prog_name or command.name
+    try:
+        command.main(args=args, prog_name=name, standalone_mode=False)
+    except CronSchedulerError as exc:
+        click.echo(f"{name}: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare group: help, exit 2 as click does
+        click.echo(exc.ctx.get_help(), err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        click.echo(f"{name}: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        click.echo(f"{name}: aborted", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def main(args: list[str] | None = None) -> None:
+    _run(cli, args, "cron-scheduler")
+
+
+def create_cron_main(args: list[str] | None = None) -> None:
+    _run(add_cmd, args, "create_cron")

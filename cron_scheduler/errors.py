@@ -1,0 +1,83 @@
+"""One exception tree: every error knows its one-line message and its exit code.
+
+Exit codes (DESIGN.md section 9): 1 operational error, 2 usage error.
+"""
+
+
+class CronSchedulerError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- usage errors (exit 2): the user's input is malformed -------------------------------
+
+class UsageError(CronSchedulerError):
+    exit_code = 2
+
+
+class InvalidSchedule(UsageError):
+    pass
+
+
+class InvalidDuration(UsageError):
+    pass
+
+
+class InvalidJobId(UsageError):
+    pass
+
+
+class InvalidOption(UsageError):
+    pass
+
+
+# --- operational errors (exit 1): well-formed input the current state refuses -----------
+
+class OperationalError(CronSchedulerError):
+    exit_code = 1
+
+
+class UnknownJob(OperationalError):
+    def __init__(self, job_id: str):
+        super().__init__(f"unknown job id: {job_id!r}")
+        self.job_id = job_id
+
+
+class DuplicateJob(OperationalError):
+    def __init__(self, job_id: str):
+        super().__init__(f"job {job_id!r} already exists (use --replace to overwrite it)")
+        self.job_id = job_id
+
+
+class UnknownDependency(OperationalError):
+    pass
+
+
+class DependencyCycle(OperationalError):
+    pass
+
+
+class CorruptStore(OperationalError):
+    pass
+
+
+class MissingScript(OperationalError):
+    pass
+
+
+class UnknownRun(OperationalError):
+    pass
+
+
+class DaemonAlreadyRunning(OperationalError):
+    pass
+
+
+class InsecureHome(OperationalError):
+    pass

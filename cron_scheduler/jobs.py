@@ -1,0 +1,279 @@
+"""Job management service: what the CLI's add/update/remove/pause/resume/list/show do.
+
+Every write validates the whole new job set (ids, schedules, dependencies) inside one store
+transaction, so bad input raises before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from cron_scheduler import schedule
+from cron_scheduler.errors import (DependencyCycle, DuplicateJob, InvalidOption, MissingScript,
+                                   UnknownDependency, UnknownJob)
+from cron_scheduler.home import Home, load_config
+from cron_scheduler.models import (UTC, CatchUp, Job, Overlap, parse_duration, parse_iso, parse_notify,
+                                   parse_size, to_iso, utcnow, validate_job_id)
+from cron_scheduler.store import Store
+
+CLEAR = ("", "none", "null")
+
+
+# --- building jobs from user input -------------------------------------------------------
+
+def job_from_options(job_id: str, opts: dict[str, Any], base: Job | None = None, *,
+                     check_script: bool = True) -> Job:
+    """Turn CLI options (raw strings, None = not given) into a validated Job.
+
+    With `base`, only the given options change it (update); without, defaults apply (add)."""
+    validate_job_id(job_id)
+    changes: dict[str, Any] = {}
+    if opts.get("schedule") is not None:
+        changes["schedule"] = " ".join(opts["schedule"].split())
+    if opts.get("command"):
+        changes["command"] = _command(opts["command"], opts.get("shell") or (base.shell if base else False),
+                                      check_script)
+    if opts.get("shell") is not None:
+        changes["shell"] = bool(opts["shell"])
+    for key, parse in (("timeout", parse_duration), ("expected_duration", parse_duration)):
+        if opts.get(key) is not None:
+            changes[key] = None if opts[key].lower() in CLEAR else parse(opts[key], key.replace("_", " "))
+    if opts.get("retry_delay") is not None:
+        changes["retry_delay"] = parse_duration(opts["retry_delay"], "retry delay")
+    if opts.get("max_output") is not None:
+        changes["max_output"] = parse_size(opts["max_output"])
+    if opts.get("depends_on") is not None:
+        deps = tuple(dict.fromkeys(d.strip() for d in opts["depends_on"].split(",") if d.strip()))
+        for dep in deps:
+            validate_job_id(dep)
+        changes["depends_on"] = deps
+    if opts.get("retries") is not None:
+        if opts["retries"] < 0 or opts["retries"] > 100:
+            raise InvalidOption(f"invalid --retries {opts['retries']}: use 0 to 100")
+        changes["retries"] = opts["retries"]
+    for key, enum in (("overlap", Overlap), ("catch_up", CatchUp)):
+        if opts.get(key) is not None:
+            changes[key] = enum(opts[key])
+    if opts.get("priority") is not None:
+        changes["priority"] = opts["priority"]
+    if opts.get("timezone") is not None:
+        changes["timezone"] = None if opts["timezone"].lower() in CLEAR else opts["timezone"]
+        if changes["timezone"]:
+            schedule.get_zone(changes["timezone"])
+    if opts.get("cwd") is not None:
+        changes["cwd"] = None if opts["cwd"].lower() in CLEAR else _directory(opts["cwd"], check_script)
+    if opts.get("notify") is not None:
+        changes["notify"] = parse_notify(opts["notify"])
+    if opts.get("description") is not None:
+        changes["description"] = opts["description"]
+    if opts.get("enabled") is not None:
+        changes["enabled"] = opts["enabled"]
+    env = dict(base.env) if base else {}
+    for item in opts.get("env") or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise InvalidOption(f"invalid --env {item.split('=')[0]!r}: use NAME=VALUE")
+        env[key] = value
+    for key in opts.get("unset_env") or ():
+        env.pop(key, None)
+    if opts.get("env") or opts.get("unset_env"):
+        changes["env"] = env
+
+    if base is None:
+        job = Job(id=job_id, schedule=changes.pop("schedule"), command=changes.pop("command"),
+                  created_at=to_iso(utcnow()), **changes)
+    else:
+        job = base.replace(**changes)
+    zone = job.timezone
+    for key in ("start_at", "end_at"):
+        if opts.get(key) is not None:
+            value = None if opts[key].lower() in CLEAR else _instant(opts[key], zone, key)
+            job = job.replace(**{key: value})
+    return check_job(job)
+
+
+def check_job(job: Job) -> Job:
+    """Checks that need the whole job (schedule with its options)."""
+    sched = schedule.parse(job.schedule, job.id)
+    if sched.kind is schedule.Kind.ONCE and not job.start_at:
+        raise InvalidOption("@once needs --start-at TIME (when to run)")
+    if job.start_at and job.end_at and parse_iso(job.end_at) <= parse_iso(job.start_at):
+        raise InvalidOption("--end-at must be later than --start-at")
+    if job.shell and len(job.command) != 1:
+        raise InvalidOption("--shell takes the command as one string")
+    return job
+
+
+def _command(argv: tuple[str, ...] | list[str], shell: bool, check: bool) -> tuple[str, ...]:
+    argv = tuple(argv)
+    if shell:
+        return (" ".join(argv),)
+    script = argv[0]
+    if "/" in script or os.path.exists(script) or script.endswith(".py"):
+        path = Path(script).expanduser().absolute()
+        if check and not path.is_file():
+            raise MissingScript(f"script not found: {path} (use --no-check to add it anyway)")
+        if check and not script.endswith(".py") and not os.access(path, os.X_OK):
+            raise MissingScript(f"script is not executable: {path} (chmod +x it, or use --no-check)")
+        return (str(path),) + argv[1:]
+    if check and shutil.which(script) is None:
+        raise MissingScript(f"command not found: {script!r} (use --no-check to add it anyway)")
+    return argv
+
+
+def _directory(path: str, check: bool) -> str:
+    resolved = Path(path).expanduser().absolute()
+    if check and not resolved.is_dir():
+        raise InvalidOption(f"--cwd {path!r} is not a directory")
+    return str(resolved)
+
+
+def _instant(text: str, zone: str | None, what: str) -> str:
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidOption(f"invalid --{what.replace('_', '-')} {text!r}: use an ISO date-time "
+                            "such as 2026-12-01T09:00 or 2026-12-01T09:00+01:00") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=schedule.get_zone(zone))
+    return to_iso(dt)
+
+
+def parse_command_string(text: str) -> list[str]:
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise InvalidOption(f"invalid --command: {exc}") from None
+    if not argv:
+        raise InvalidOption("invalid --command: it is empty")
+    return argv
+
+
+# --- dependency graph checks -------------------------------------------------------------
+
+def check_graph(jobs: dict[str, Job]) -> None:
+    """Unknown dependencies and cycles are refused at write time."""
+    for job in jobs.values():
+        for dep in job.depends_on:
+            if dep not in jobs:
+                raise UnknownDependency(f"job {job.id!r} depends on unknown job {dep!r}")
+            if dep == job.id:
+                raise DependencyCycle(f"job {job.id!r} depends on itself")
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    for root in jobs:
+        if root in state:
+            continue
+        stack = [(root, iter(jobs[root].depends_on))]
+        path = [root]
+        state[root] = 1
+        while stack:
+            node, deps = stack[-1]
+            dep = next(deps, None)
+            if dep is None:
+                state[node] = 2
+                stack.pop()
+                path.pop()
+            elif state.get(dep) == 1:
+                cycle = path[path.index(dep):] + [dep]
+                raise DependencyCycle("dependency cycle: " + " -> ".join(cycle))
+            elif dep not in state:
+                state[dep] = 1
+                path.append(dep)
+                stack.append((dep, iter(jobs[dep].depends_on)))
+
+
+def downstream(jobs: dict[str, Job]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {job_id: [] for job_id in jobs}
+    for job in jobs.values():
+        for dep in job.depends_on:
+            out.setdefault(dep, []).append(job.id)
+    return out
+
+
+# --- the service ---------------------------------------------------------------------
+
+class JobService:
+    def __init__(self, home: Home):
+        self.home = home
+        self.store = Store(home)
+
+    def add(self, job: Job, replace: bool = False) -> Job:
+        with self.store.transaction() as jobs:
+            if job.id in jobs and not replace:
+                raise DuplicateJob(job.id)
+            if job.id in jobs:
+                job = job.replace(created_at=jobs[job.id].created_at)
+            jobs[job.id] = job
+            check_graph(jobs)
+        return job
+
+    def update(self, job_id: str, opts: dict[str, Any], check_script: bool = True) -> Job:
+        with self.store.transaction() as jobs:
+            base = self._get(jobs, job_id)
+            job = job_from_options(job_id, opts, base, check_script=check_script)
+            jobs[job_id] = job
+            check_graph(jobs)
+        return job
+
+    def remove(self, job_ids: list[str], force: bool = False) -> list[str]:
+        with self.store.transaction() as jobs:
+            for job_id in job_ids:
+                self._get(jobs, job_id)
+                del jobs[job_id]
+            users = {j.id: [d for d in j.depends_on if d in job_ids] for j in jobs.values()}
+            users = {k: v for k, v in users.items() if v}
+            if users and not force:
+                name, deps = next(iter(users.items()))
+                raise UnknownDependency(f"cannot remove {deps[0]!r}: job {name!r} depends on it "
+                                        "(remove both, or use --force to drop the dependency)")
+            for name in users:
+                jobs[name] = jobs[name].replace(depends_on=tuple(d for d in jobs[name].depends_on
+                                                                 if d not in job_ids))
+        return job_ids
+
+    def set_enabled(self, job_ids: list[str], enabled: bool) -> list[Job]:
+        with self.store.transaction() as jobs:
+            for job_id in job_ids:
+                jobs[job_id] = self._get(jobs, job_id).replace(enabled=enabled)
+            return [jobs[j] for j in job_ids]
+
+    def get(self, job_id: str) -> Job:
+        return self._get(self.store.load(), job_id)
+
+    def all(self) -> dict[str, Job]:
+        return self.store.load()
+
+    @staticmethod
+    def _get(jobs: dict[str, Job], job_id: str) -> Job:
+        try:
+            return jobs[job_id]
+        except KeyError:
+            raise UnknownJob(job_id) from None
+
+    def default_zone(self) -> tzinfo:
+        return schedule.get_zone(load_config(self.home).timezone)
+
+
+def zone_of(job: Job, default: tzinfo) -> tzinfo:
+    return schedule.get_zone(job.timezone) if job.timezone else default
+
+
+def next_runs(job: Job, after: datetime, count: int, default_zone: tzinfo) -> list[datetime]:
+    sched = schedule.parse(job.schedule, job.id)
+    return schedule.next_fires(sched, after, count, zone_of(job, default_zone),
+                               anchor=parse_iso(job.created_at), start_at=parse_iso(job.start_at),
+                               end_at=parse_iso(job.end_at))
+
+
+def job_view(job: Job, next_run: datetime | None, downstream_ids: list[str] | None = None) -> dict[str, Any]:
+    """The stable JSON shape of `show --json` / `list --json`."""
+    data = job.to_dict()
+    data["next_run"] = to_iso(next_run)
+    data["downstream"] = sorted(downstream_ids or [])
+    return data

@@ -1,0 +1,218 @@
+"""Data of the product: the Job definition, run statuses, and the small value parsers
+(job ids, durations, sizes, instants) that every face of the product shares."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from cron_scheduler.errors import CorruptStore, InvalidDuration, InvalidJobId, InvalidOption
+
+UTC = timezone.utc
+DEFAULT_MAX_OUTPUT = 10 * 1024 * 1024
+DEFAULT_RETRY_DELAY = 30.0
+MAX_RETRY_DELAY = 3600.0
+
+
+class Overlap(str, Enum):
+    SKIP = "skip"
+    QUEUE = "queue"
+    ALLOW = "allow"
+    REPLACE = "replace"
+
+
+class CatchUp(str, Enum):
+    LATEST = "latest"
+    ALL = "all"
+    NONE = "none"
+
+
+class RunStatus(str, Enum):
+    QUEUED = "queued"
+    WAITING = "waiting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    KILLED = "killed"
+    SKIPPED = "skipped"
+    BLOCKED = "blocked"
+    MISSED = "missed"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def final(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING)
+
+
+class Trigger(str, Enum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    RETRY = "retry"
+    DEPENDENCY = "dependency"
+    CATCH_UP = "catch-up"
+    RERUN = "rerun"
+    REBOOT = "reboot"
+
+
+NOTIFY_EVENTS = ("failure", "timeout", "blocked", "slow", "output", "recovered")
+
+
+# --- instants ----------------------------------------------------------------------------
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.astimezone(UTC).isoformat()
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """Parse a stored ISO 8601 instant (always written with an offset)."""
+    if text is None:
+        return None
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+# --- ids, durations, sizes ---------------------------------------------------------------
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def validate_job_id(job_id: str) -> str:
+    if not job_id:
+        raise InvalidJobId("invalid job id: it is empty")
+    if not _ID_RE.fullmatch(job_id) or ".." in job_id:
+        shown = job_id if job_id.isprintable() else repr(job_id)
+        raise InvalidJobId(
+            f"invalid job id {shown!r}: use 1-64 letters, digits, '_', '.', '-', "
+            "starting with a letter or digit, without '..'")
+    return job_id
+
+
+_DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?")
+_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """`30` (bare number = minutes), `90s`, `15m`, `2h`, `1d`, `1h30m` -> seconds (> 0)."""
+    raw = str(text).strip().lower()
+    if _NUMBER_RE.fullmatch(raw):
+        seconds = float(raw) * 60
+    else:
+        m = _DURATION_RE.fullmatch(raw)
+        if not raw or not m or not any(m.groups()):
+            raise InvalidDuration(
+                f"invalid {what} {text!r}: use minutes (30) or a duration like 90s, 15m, 2h, 1h30m")
+        d, h, mi, s = m.groups()
+        seconds = int(d or 0) * 86400 + int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidDuration(f"invalid {what} {text!r}: it must be greater than zero")
+    return seconds
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    if whole != seconds:
+        return f"{seconds:g}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts) or "0s"
+
+
+_SIZE_RE = re.compile(r"(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?")
+_SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """`10MB`, `512K`, `1G` or plain bytes; units are binary (1 KB = 1024 bytes)."""
+    m = _SIZE_RE.fullmatch(str(text).strip().lower())
+    if not m or int(m.group(1)) <= 0:
+        raise InvalidOption(f"invalid size {text!r}: use bytes or a size like 512K, 10MB, 1G")
+    unit = m.group(2)
+    return int(m.group(1)) * _SIZE_UNITS[unit[0] if unit else None]
+
+
+def parse_notify(text: str) -> tuple[str, ...]:
+    events = tuple(e.strip() for e in text.split(",") if e.strip())
+    bad = [e for e in events if e not in NOTIFY_EVENTS]
+    if bad:
+        raise InvalidOption(f"unknown notify event {bad[0]!r}: choose from {', '.join(NOTIFY_EVENTS)}")
+    return events
+
+
+# --- the job -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    schedule: str
+    command: tuple[str, ...]
+    shell: bool = False
+    timeout: float | None = None
+    depends_on: tuple[str, ...] = ()
+    retries: int = 0
+    retry_delay: float = DEFAULT_RETRY_DELAY
+    overlap: Overlap = Overlap.SKIP
+    catch_up: CatchUp = CatchUp.LATEST
+    priority: int = 0
+    timezone: str | None = None
+    start_at: str | None = None
+    end_at: str | None = None
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    enabled: bool = True
+    notify: tuple[str, ...] = ()
+    expected_duration: float | None = None
+    max_output: int = DEFAULT_MAX_OUTPUT
+    description: str = ""
+    created_at: str | None = None
+
+    def replace(self, **changes: Any) -> "Job":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key in ("command", "depends_on", "notify"):
+            data[key] = list(data[key])
+        data["overlap"] = self.overlap.value
+        data["catch_up"] = self.catch_up.value
+        data["env"] = dict(self.env)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Job":
+        """Build a Job from stored JSON; a malformed record raises CorruptStore."""
+        try:
+            known = {f.name for f in dataclasses.fields(cls)}
+            kwargs = {k: v for k, v in data.items() if k in known}
+            for key in ("command", "depends_on", "notify"):
+                if key in kwargs:
+                    value = kwargs[key]
+                    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                        raise TypeError(f"{key} must be a list of strings")
+                    kwargs[key] = tuple(value)
+            if "overlap" in kwargs:
+                kwargs["overlap"] = Overlap(kwargs["overlap"])
+            if "catch_up" in kwargs:
+                kwargs["catch_up"] = CatchUp(kwargs["catch_up"])
+            if not isinstance(kwargs.get("env", {}), dict):
+                raise TypeError("env must be an object")
+            job = cls(**kwargs)
+            if not isinstance(job.id, str) or not isinstance(job.schedule, str) or not job.command:
+                raise TypeError("id, schedule and command are required")
+            return job
+        except (TypeError, ValueError) as exc:
+            raise CorruptStore(f"invalid job record {data.get('id')!r}: {exc}") from None

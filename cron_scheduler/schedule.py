@@ -1,0 +1,318 @@
+"""Schedules: parsing, validation and fire times. The only module that imports croniter.
+
+Every instant going in and out is an aware UTC datetime. Cron fields are evaluated on the
+naive wall clock of the job's zone, then mapped to instants with the Vixie cron DST policy:
+
+* a *fixed-time* job (minute and hour fields do not start with ``*``; ``H/n`` counts as
+  a wildcard) whose wall time falls in a skipped hour runs once, at the first instant after
+  the jump; in a repeated hour it runs once, at the first occurrence;
+* any other job follows elapsed real time: wall times that do not exist are skipped, and
+  wall times that happen twice happen twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from enum import Enum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadDateError, croniter
+
+from cron_scheduler.errors import InvalidDuration, InvalidSchedule, InvalidOption
+from cron_scheduler.models import UTC, parse_duration
+
+MAX_LENGTH = 256
+ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+FIELD_NAMES_5 = ("minute", "hour", "day-of-month", "month", "day-of-week")
+FIELD_NAMES_6 = ("second",) + FIELD_NAMES_5
+FIELD_NAMES_7 = FIELD_NAMES_6 + ("year",)
+_RANGE_RE = re.compile(r"([0-9A-Za-z]+)-([0-9A-Za-z]+)")
+_NAMES = {name: i for i, name in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+_NAMES.update({name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))})
+
+
+class Kind(str, Enum):
+    CRON = "cron"
+    EVERY = "every"
+    ONCE = "once"
+    AFTER = "after"
+    REBOOT = "reboot"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    expr: str
+    kind: Kind
+    cron: str | None = None          # croniter expression (5 fields, or 6/7 with leading seconds)
+    seconds_field: bool = False
+    hash_id: str | None = None       # set when the expression uses H
+    fixed_time: bool = False
+    interval: float | None = None    # @every, in seconds
+
+    @property
+    def timed(self) -> bool:
+        return self.kind in (Kind.CRON, Kind.EVERY, Kind.ONCE)
+
+
+# --- zones -------------------------------------------------------------------------------
+
+def get_zone(name: str | None) -> tzinfo:
+    """The IANA zone `name`, or the local zone when None."""
+    if name is None:
+        return local_zone()
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InvalidOption(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin") from None
+
+
+@functools.lru_cache(maxsize=1)
+def local_zone() -> tzinfo:
+    """The machine's zone: $TZ if it names an IANA zone, else /etc/localtime, else UTC."""
+    tz_env = os.environ.get("TZ", "").lstrip(":")
+    if tz_env:
+        try:
+            return ZoneInfo(tz_env)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    try:
+        with open("/etc/localtime", "rb") as fh:
+            return ZoneInfo.from_file(fh, key="localtime")
+    except (OSError, ValueError):
+        return UTC
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+def parse(expr: str, job_id: str | None = None) -> Schedule:
+    """Parse and fully validate a schedule; raises InvalidSchedule naming the field at fault.
+    `job_id` seeds H (hashed) fields."""
+    text = " ".join(str(expr).split())
+    return _parse(text, job_id if "H" in text else None)
+
+
+@functools.lru_cache(maxsize=16384)
+def _parse(text: str, job_id: str | None) -> Schedule:
+    if not text:
+        raise InvalidSchedule("invalid schedule: it is empty")
+    if len(text) > MAX_LENGTH:
+        raise InvalidSchedule(f"invalid schedule: longer than {MAX_LENGTH} characters")
+    if not text.isprintable():
+        raise InvalidSchedule(f"invalid schedule {text!r}: control characters")
+    if text.startswith("@"):
+        word, _, rest = text.partition(" ")
+        word = word.lower()
+        if word in ALIASES and not rest:
+            return _parse_cron(text, ALIASES[word], job_id)
+        if word == "@every":
+            try:
+                return Schedule(text, Kind.EVERY, interval=parse_duration(rest, "@every interval"))
+            except InvalidDuration as exc:
+                raise InvalidSchedule(str(exc)) from None
+        simple = {"@once": Kind.ONCE, "@after": Kind.AFTER, "@reboot": Kind.REBOOT}
+        if word in simple and not rest:
+            return Schedule(text, simple[word])
+        raise InvalidSchedule(
+            f"invalid schedule {text!r}: unknown keyword (use @yearly @monthly @weekly @daily "
+            "@hourly @reboot @every DURATION @once @after, or 5-7 cron fields)")
+    return _parse_cron(text, text, job_id)
+
+
+def _parse_cron(original: str, cron: str, job_id: str | None) -> Schedule:
+    fields = cron.split()
+    if len(fields) not in (5, 6, 7):
+        raise InvalidSchedule(
+            f"invalid schedule {original!r}: {len(fields)} fields; use 5 (min hour dom mon dow), "
+            "6 (leading seconds) or 7 (seconds ... year)")
+    names = {5: FIELD_NAMES_5, 6: FIELD_NAMES_6, 7: FIELD_NAMES_7}[len(fields)]
+    for name, value in zip(names, fields):
+        _check_ranges(original, name, value)
+    seconds = len(fields) > 5
+    hash_id = (job_id or cron) if "H" in cron else None
+    try:
+        it = _cron_iter(cron, hash_id, seconds)
+    except Exception:  # croniter raises assorted error types on garbage
+        _blame_field(original, fields, names, hash_id, seconds)
+        raise InvalidSchedule(f"invalid schedule {original!r}: not a valid cron expression") from None
+    try:
+        it.get_next(datetime, start_time=datetime(2000, 1, 1))
+    except CroniterBadDateError:
+        raise InvalidSchedule(f"invalid schedule {original!r}: it never fires (impossible date)") from None
+    minute, hour = fields[seconds], fields[seconds + 1]
+    return Schedule(original, Kind.CRON, cron=cron, seconds_field=seconds, hash_id=hash_id,
+                    fixed_time=not (_is_wild(minute) or _is_wild(hour)))
+
+
+def _blame_field(original: str, fields: list[str], names: tuple[str, ...], hash_id: str | None,
+                 seconds: bool) -> None:
+    """Raise InvalidSchedule naming the first field croniter refuses on its own."""
+    for i, name in enumerate(names):
+        probe = ["*"] * len(fields)
+        probe[i] = fields[i]
+        try:
+            croniter.expand(" ".join(probe), hash_id=hash_id and hash_id.encode(),
+                            second_at_beginning=seconds)
+        except Exception:
+            raise InvalidSchedule(f"invalid schedule {original!r}: bad {name} field {fields[i]!r}") from None
+
+
+def _check_ranges(original: str, name: str, value: str) -> None:
+    for part in value.split(","):
+        m = _RANGE_RE.fullmatch(part.split("/")[0])
+        if not m:
+            continue
+        low, high = (_NAMES.get(v.lower(), v) for v in m.groups())
+        try:
+            low, high = int(low), int(high)
+        except ValueError:
+            continue
+        if low == high:
+            raise InvalidSchedule(f"invalid schedule {original!r}: degenerate range {part!r} in the {name} field")
+        if low > high:
+            raise InvalidSchedule(f"invalid schedule {original!r}: reversed range {part!r} in the {name} field")
+
+
+def _is_wild(field: str) -> bool:
+    return field.startswith("*") or (field.startswith("H") and "/" in field)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cron_iter(cron: str, hash_id: str | None, seconds: bool) -> croniter:
+    # Reused with start_time=...: parsing an expression costs far more than one step.
+    return croniter(cron, datetime(2000, 1, 1), hash_id=hash_id, second_at_beginning=seconds,
+                    implement_cron_bug=True)
+
+
+# --- fire times --------------------------------------------------------------------------
+
+def next_fire(sched: Schedule, after: datetime, tz: tzinfo = UTC, *, anchor: datetime | None = None,
+              start_at: datetime | None = None, end_at: datetime | None = None) -> datetime | None:
+    """The first fire instant strictly after `after` (aware), within [start_at, end_at], or None.
+
+    `anchor` is the origin of an @every interval (the job's creation)."""
+    if start_at is not None and after < start_at:
+        after = start_at - timedelta(microseconds=1)
+    if sched.kind is Kind.CRON:
+        result = _cron_next(sched, after, tz)
+    elif sched.kind is Kind.EVERY:
+        origin = start_at or anchor or after
+        steps = max(1, int((after - origin).total_seconds() // sched.interval) + 1)
+        result = origin + timedelta(seconds=sched.interval * steps)
+        while result <= after:  # float rounding
+            result += timedelta(seconds=sched.interval)
+    elif sched.kind is Kind.ONCE:
+        result = start_at if start_at is not None and start_at > after else None
+    else:
+        result = None
+    if result is not None and end_at is not None and result > end_at:
+        return None
+    return result
+
+
+def next_fires(sched: Schedule, after: datetime, count: int, tz: tzinfo = UTC, **bounds) -> list[datetime]:
+    out: list[datetime] = []
+    while len(out) < count:
+        nxt = next_fire(sched, after, tz, **bounds)
+        if nxt is None:
+            break
+        out.append(nxt)
+        after = nxt
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _cron_next(sched: Schedule, after: datetime, tz: tzinfo) -> datetime | None:
+    # Memoised: a listing or a daemon start asks the same question for many jobs at one `now`.
+    after = after.astimezone(UTC)
+    local = after.astimezone(tz)
+    wall = local.replace(tzinfo=None, fold=0)
+    best = _first_instant(sched, wall.replace(microsecond=0), after, tz)
+    if not sched.fixed_time and local.fold == 0 and _ambiguous(wall, tz):
+        # Later in real time but earlier on the wall clock: the second pass of a repeated hour.
+        delta = wall.replace(tzinfo=tz, fold=0).utcoffset() - wall.replace(tzinfo=tz, fold=1).utcoffset()
+        second = _first_instant(sched, (wall - delta).replace(microsecond=0), after, tz, until=wall)
+        if second is not None and (best is None or second < best):
+            best = second
+    return best
+
+
+def _first_instant(sched: Schedule, start: datetime, after: datetime, tz: tzinfo,
+                   until: datetime | None = None) -> datetime | None:
+    """Walk wall-clock candidates from `start`; the first instant > `after`. With `until`,
+    only second occurrences of repeated wall times count, and the walk ends past `until`."""
+    it = _cron_iter(sched.cron, sched.hash_id, sched.seconds_field)
+    candidate = start
+    for _ in range(10000):
+        try:
+            candidate = it.get_next(datetime, start_time=candidate)
+        except CroniterBadDateError:
+            return None
+        instants = _instants(candidate, tz, sched.fixed_time)
+        if until is not None:
+            if not _ambiguous(candidate, tz):
+                if candidate > until:
+                    return None
+                continue
+            instants = instants[1:]
+        for instant in instants:
+            if instant > after:
+                return instant
+    return None
+
+
+def _instants(wall: datetime, tz: tzinfo, fixed_time: bool) -> list[datetime]:
+    """The real instants at which wall-clock time `wall` happens, under the DST policy."""
+    first = wall.replace(tzinfo=tz, fold=0)
+    second = wall.replace(tzinfo=tz, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return [first.astimezone(UTC)]
+    if _exists(wall, tz):  # a repeated wall time
+        both = [first.astimezone(UTC), second.astimezone(UTC)]
+        return both[:1] if fixed_time else both
+    return [_transition(second.astimezone(UTC), first.astimezone(UTC), tz)] if fixed_time else []
+
+
+def _exists(wall: datetime, tz: tzinfo) -> bool:
+    return wall.replace(tzinfo=tz).astimezone(UTC).astimezone(tz).replace(tzinfo=None) == wall
+
+
+def _ambiguous(wall: datetime, tz: tzinfo) -> bool:
+    return (wall.replace(tzinfo=tz, fold=0).utcoffset() != wall.replace(tzinfo=tz, fold=1).utcoffset()
+            and _exists(wall, tz))
+
+
+def _transition(low: datetime, high: datetime, tz: tzinfo) -> datetime:
+    """The instant in (low, high] where the zone's offset changes (to the second)."""
+    before = low.astimezone(tz).utcoffset()
+    while (high - low) > timedelta(seconds=1):
+        mid = low + (high - low) / 2
+        if mid.astimezone(tz).utcoffset() == before:
+            low = mid
+        else:
+            high = mid
+    return high.replace(microsecond=0)
+
+
+def describe(sched: Schedule) -> str:
+    if sched.kind is Kind.EVERY:
+        return f"every {sched.interval:g}s from creation"
+    if sched.kind is Kind.ONCE:
+        return "once, at --start-at"
+    if sched.kind is Kind.AFTER:
+        return "no timer: runs when its dependencies succeed"
+    if sched.kind is Kind.REBOOT:
+        return "once each time the daemon starts"
+    return f"cron {sched.cron}" + (" (fixed time)" if sched.fixed_time else "")

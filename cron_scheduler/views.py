@@ -1,0 +1,119 @@
+"""Read-side views for the CLI: the JSON shapes of list/show/next/status and their text forms."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cron_scheduler import schedule
+from cron_scheduler.errors import InvalidSchedule
+from cron_scheduler.home import Home
+from cron_scheduler.jobs import JobService, downstream, job_view, next_runs
+from cron_scheduler.models import UTC, format_duration, parse_iso, utcnow
+
+
+def list_view(home: Home) -> list[dict[str, Any]]:
+    service = JobService(home)
+    jobs = service.all()
+    zone, now, down = service.default_zone(), utcnow().replace(microsecond=0), downstream(jobs)
+    rows = []
+    for job in sorted(jobs.values(), key=lambda j: j.id):
+        nxt = next_runs(job, now, 1, zone) if job.enabled else []
+        rows.append(job_view(job, nxt[0] if nxt else None, down[job.id]))
+    return rows
+
+
+def show_view(home: Home, job_id: str) -> dict[str, Any]:
+    service = JobService(home)
+    jobs = service.all()
+    job = service._get(jobs, job_id)
+    nxt = next_runs(job, utcnow(), 1, service.default_zone()) if job.enabled else []
+    return job_view(job, nxt[0] if nxt else None, downstream(jobs)[job_id])
+
+
+def next_view(home: Home, target: str, count: int, tz: str | None, start: str | None) -> list[str]:
+    """Fire times of a job id, or of an expression, as ISO instants in the schedule's zone."""
+    after = _start_instant(start)
+    service = JobService(home)
+    jobs = service.all() if home.jobs.exists() else {}
+    if target in jobs:
+        job = jobs[target]
+        zone = schedule.get_zone(tz or job.timezone) if (tz or job.timezone) else service.default_zone()
+        if tz:
+            job = job.replace(timezone=tz)
+        return [t.astimezone(zone).isoformat() for t in next_runs(job, after, count, zone)]
+    try:
+        sched = schedule.parse(target)
+    except InvalidSchedule as exc:
+        if " " not in target and not target.startswith("@"):
+            raise InvalidSchedule(f"{exc} (and no job has the id {target!r})") from None
+        raise
+    zone = schedule.get_zone(tz) if tz else service.default_zone()
+    return [t.astimezone(zone).isoformat() for t in schedule.next_fires(sched, after, count, zone, anchor=after)]
+
+
+def _start_instant(start: str | None) -> datetime:
+    if not start:
+        return utcnow()
+    from cron_scheduler.errors import InvalidOption
+    try:
+        dt = datetime.fromisoformat(start)
+    except ValueError:
+        raise InvalidOption(f"invalid --from {start!r}: use an ISO date-time") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=schedule.local_zone())
+
+
+def status_view(home: Home) -> dict[str, Any]:
+    from cron_scheduler.instance import daemon_pid
+    jobs = JobService(home).all() if home.jobs.exists() else {}
+    pid = daemon_pid(home)
+    rows = list_view(home) if jobs else []
+    due = [r["next_run"] for r in rows if r["next_run"]]
+    running: list[int] = []
+    if home.state_db.exists():
+        from cron_scheduler.history import History
+        with History.open_readonly(home) as history:
+            running = history.running_ids()
+    return {"home": str(home.root), "daemon_running": pid is not None, "pid": pid, "jobs": len(jobs),
+            "running": running, "next_due": min(due) if due else None}
+
+
+# --- text forms --------------------------------------------------------------------------
+
+def _local(iso: str | None) -> str:
+    return parse_iso(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if iso else "-"
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no jobs"
+    header = ("ID", "SCHEDULE", "NEXT RUN", "STATE", "DEPENDS", "COMMAND")
+    table = [header] + [(r["id"], r["schedule"], _local(r["next_run"]),
+                         "enabled" if r["enabled"] else "paused",
+                         ",".join(r["depends_on"]) or "-", " ".join(r["command"])[:60]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
+                     for row in table)
+
+
+def format_job(data: dict[str, Any]) -> str:
+    lines = [f"{'id':<18}{data['id']}"]
+    shown = dict(data)
+    shown["next_run"] = _local(data["next_run"])
+    for key in ("timeout", "retry_delay", "expected_duration"):
+        shown[key] = format_duration(data[key])
+    shown["command"] = " ".join(data["command"])
+    for key in ("depends_on", "downstream", "notify"):
+        shown[key] = ", ".join(data[key]) or "-"
+    shown["env"] = ", ".join(f"{k}=..." for k in data["env"]) or "-"
+    for key, value in shown.items():
+        if key != "id":
+            lines.append(f"{key:<18}{'-' if value in (None, '') else value}")
+    return "\n".join(lines)
+
+
+def format_status(data: dict[str, Any]) -> str:
+    daemon = f"running (pid {data['pid']})" if data["daemon_running"] else "not running"
+    return "\n".join([f"home      {data['home']}", f"daemon    {daemon}", f"jobs      {data['jobs']}",
+                      f"running   {', '.join(map(str, data['running'])) or '-'}",
+                      f"next due  {_local(data['next_due'])}"])
