@@ -104,7 +104,7 @@ def add_cmd(job_id, schedule_expr, command, shell, paused, replace, no_check, as
 def _print_job_added(service, job, as_json: bool) -> None:
     from cron_scheduler.jobs import job_view, next_runs
     from cron_scheduler.models import utcnow
-    nxt = next_runs(job, utcnow(), 1, service.default_zone())
+    nxt = next_runs(job, utcnow(), 1, service.default_zone()) if job.enabled else []
     if as_json:
         emit_json(job_view(job, nxt[0] if nxt else None))
     else:
@@ -213,7 +213,8 @@ def next_cmd(target, count, timezone, start, as_json, home):
 
 @cli.command("validate")
 @click.argument("expr", metavar="EXPR")
-def validate_cmd(expr):
+@home_option
+def validate_cmd(expr, home):
     """Check a schedule expression: exit 0 if valid, 2 if not."""
     from cron_scheduler import schedule
     sched = schedule.parse(expr)
@@ -234,6 +235,7 @@ def status_cmd(as_json, home):
 
 
 cli.add_command(add_cmd)
+import cron_scheduler.cli_runs  # noqa: E402,F401  (registers the run commands on `cli`)
 
 
 # --- entry points ------------------------------------------------------------------------

@@ -1,0 +1,151 @@
+"""CLI commands about runs: run, stop, rerun, history, logs, explain, daemon."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from cron_scheduler.cli import cli, emit_json, get_home, home_option
+
+
+def _announce(result: str | None, what: str) -> None:
+    if result is None:
+        click.echo(f"{what}: queued; no daemon is running, it will be handled when one starts", err=True)
+    else:
+        click.echo(f"{what}: {result}")
+
+
+@cli.command("run")
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@click.option("--no-deps", is_flag=True, help="Start the named jobs even if their upstreams did not succeed.")
+@click.option("--wait", is_flag=True, help="Wait until the wave's runs end; exit 1 unless all succeeded.")
+@click.option("--timeout", "wait_timeout", type=float, default=None, help="With --wait: give up after N seconds.")
+@home_option
+def run_cmd(job_ids, no_deps, wait, wait_timeout, home):
+    """Run jobs now, in one wave (their downstream jobs follow)."""
+    from cron_scheduler.control import run_ids, send_request, wait_for_runs
+    from cron_scheduler.jobs import JobService
+    h = get_home(home)
+    service = JobService(h)
+    for job_id in job_ids:
+        service.get(job_id)
+    _, result = send_request(h, "run", {"jobs": list(dict.fromkeys(job_ids)), "no_deps": no_deps})
+    _announce(result, "run " + " ".join(job_ids))
+    if wait and result is not None:
+        runs = wait_for_runs(h, run_ids(result), wait_timeout)
+        for run in runs:
+            click.echo(f"run {run.run_id} {run.job_id}: {run.status}")
+        sys.exit(0 if all(r.status == "succeeded" for r in runs) else 1)
+
+
+@cli.command("stop")
+@click.argument("job_ids", metavar="[ID]...", nargs=-1)
+@click.option("--all", "stop_all", is_flag=True, help="Stop every running run.")
+@click.option("--run", "run_id", type=int, multiple=True, help="Stop this run id.")
+@home_option
+def stop_cmd(job_ids, stop_all, run_id, home):
+    """Stop running (and queued) runs of jobs: SIGTERM to the tree, SIGKILL after the grace."""
+    from cron_scheduler.control import send_request
+    from cron_scheduler.errors import InvalidOption
+    if not (job_ids or stop_all or run_id):
+        raise InvalidOption("name jobs to stop, or use --all or --run ID")
+    _, result = send_request(get_home(home), "stop", {"jobs": list(job_ids), "all": stop_all, "runs": list(run_id)})
+    _announce(result, "stop")
+
+
+@cli.command("rerun")
+@click.argument("run_id", type=int)
+@home_option
+def rerun_cmd(run_id, home):
+    """Run a finished run's job again inside its wave; on success its blocked downstream jobs run."""
+    from cron_scheduler.control import send_request
+    from cron_scheduler.history import History
+    h = get_home(home)
+    with History.open_readonly(h) as history:
+        history.get_run(run_id)
+    _, result = send_request(h, "rerun", {"run_id": run_id})
+    _announce(result, f"rerun {run_id}")
+
+
+@cli.command("history")
+@click.argument("job_id", metavar="[ID]", required=False)
+@click.option("--limit", "-n", type=click.IntRange(1, 100000), default=20, show_default=True)
+@click.option("--status", metavar="STATUS", help="Only runs with this status.")
+@click.option("--json", "as_json", is_flag=True)
+@home_option
+def history_cmd(job_id, limit, status, as_json, home):
+    """Runs, newest first."""
+    from cron_scheduler.control import history_view
+    rows = history_view(get_home(home), job_id, limit, status)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no runs")
+    for r in rows:
+        took = f"{r['duration']:.2f}s" if r["duration"] is not None else "-"
+        code = r["signal"] or ("" if r["exit_code"] is None else f"exit {r['exit_code']}")
+        click.echo(f"{r['run_id']:>6}  {r['job_id']:<16} {r['status']:<11} {r['trigger']:<10} "
+                   f"{r['scheduled_for']}  {took:>8}  {code}  {r['reason'] or ''}".rstrip())
+
+
+@cli.command("logs")
+@click.argument("job_id", metavar="ID")
+@click.option("--run", "which", default="last", show_default=True, help="Run id, or 'last'.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing while the run runs.")
+@home_option
+def logs_cmd(job_id, which, follow, home):
+    """Print a run's output (stdout and stderr)."""
+    from cron_scheduler.control import find_run
+    from cron_scheduler.history import History
+    h = get_home(home)
+    run = find_run(h, job_id, which)
+    path = run.output_path
+    out = click.get_binary_stream("stdout")
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        click.echo(f"(run {run.run_id} has no output file)", err=True)
+        return
+    with fh, History.open_readonly(h) as history:
+        while True:
+            chunk = fh.read(65536)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                continue
+            if not follow or history.get_run(run.run_id).status not in ("running", "queued"):
+                break
+            time.sleep(0.2)
+    if run.truncated:
+        click.echo(f"(output truncated at the job's max_output; {run.output_bytes} bytes written)", err=True)
+
+
+@cli.command("explain")
+@click.argument("job_id", metavar="ID")
+@click.option("--at", "at", metavar="ISO-TIME", help="The slot to explain (default: recent runs).")
+@home_option
+def explain_cmd(job_id, at, home):
+    """Why a job did or did not run at a slot."""
+    from cron_scheduler.control import explain
+    from cron_scheduler.views import _start_instant
+    for line in explain(get_home(home), job_id, _start_instant(at) if at else None):
+        click.echo(line)
+
+
+@cli.command("daemon", context_settings={"ignore_unknown_options": True})
+@click.option("--max-workers", type=int)
+@click.option("--once", is_flag=True)
+@click.option("--log-level", default="INFO")
+@home_option
+def daemon_cmd(max_workers, once, log_level, home):
+    """Run the daemon in the foreground (same as python -m cron_scheduler.scheduler)."""
+    from cron_scheduler.scheduler import main as daemon_main
+    args = ["--home", str(get_home(home).root), "--log-level", log_level]
+    if max_workers is not None:
+        args += ["--max-workers", str(max_workers)]
+    if once:
+        args.append("--once")
+    sys.exit(daemon_main(args))

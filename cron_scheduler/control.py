@@ -1,0 +1,156 @@
+"""CLI -> daemon requests (run now, stop, rerun) and the read side of run history.
+
+A request is a row in state.db plus SIGUSR1 to the daemon; the daemon also polls for them
+every second, so a lost signal only costs latency.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from cron_scheduler.errors import InvalidOption, OperationalError, UnknownJob
+from cron_scheduler.history import History, Run
+from cron_scheduler.home import Home
+from cron_scheduler.instance import daemon_pid
+from cron_scheduler.models import RunStatus, parse_iso, to_iso, utcnow
+
+FINAL = tuple(s.value for s in RunStatus if s.final)
+ONE_SECOND = timedelta(seconds=1)
+
+
+def send_request(home: Home, kind: str, args: dict[str, Any], timeout: float = 10.0) -> tuple[int, str | None]:
+    """Queue a request; wait for the daemon's answer when a daemon runs. -> (id, result or None)."""
+    with History.open_readonly(home) as history:
+        request_id = history.add_request(kind, args, to_iso(utcnow()))
+        pid = daemon_pid(home)
+        if pid is None or pid <= 0:
+            return request_id, None
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return request_id, None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = history.request_result(request_id)
+            if result is not None:
+                if result.startswith("error: "):
+                    raise OperationalError(result[len("error: "):])
+                return request_id, result
+            time.sleep(0.05)
+    raise OperationalError(f"the daemon (pid {pid}) did not answer request {request_id} within {timeout:g}s")
+
+
+def run_ids(result: str | None) -> list[int]:
+    if not result or not result.startswith("runs "):
+        return []
+    return [int(x) for x in result.split()[1:]]
+
+
+def wait_for_runs(home: Home, ids: list[int], timeout: float | None) -> list[Run]:
+    """Poll until the runs and whatever they caused in their wave (retries, downstream) are final."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with History.open_readonly(home) as history:
+        while True:
+            runs = [history.get_run(i) for i in ids]
+            waves = {r.wave for r in runs if r.wave is not None}
+            everything = runs + [r for w in waves for r in history.wave_runs(w)]
+            if all(r.status in FINAL for r in everything):
+                return _latest_per_job(everything)
+            if deadline is not None and time.monotonic() > deadline:
+                raise OperationalError(f"runs still active after {timeout:g}s")
+            time.sleep(0.1)
+
+
+def _latest_per_job(runs: list[Run]) -> list[Run]:
+    latest: dict[str, Run] = {}
+    for run in sorted(runs, key=lambda r: r.run_id):
+        latest[run.job_id] = run
+    return sorted(latest.values(), key=lambda r: r.run_id)
+
+
+# --- history views -------------------------------------------------------------------------
+
+def run_view(run: Run) -> dict[str, Any]:
+    """The stable JSON shape of `history --json`."""
+    started, finished = parse_iso(run.started_at), parse_iso(run.finished_at)
+    duration = (finished - started).total_seconds() if started and finished else None
+    return {"run_id": run.run_id, "job_id": run.job_id, "status": run.status, "trigger": run.trigger,
+            "wave": run.wave, "attempt": run.attempt, "scheduled_for": run.scheduled_for,
+            "queued_at": run.queued_at, "started_at": run.started_at, "finished_at": run.finished_at,
+            "duration": duration, "exit_code": run.exit_code, "signal": run.signal, "reason": run.reason,
+            "output_path": run.output_path, "output_bytes": run.output_bytes, "truncated": bool(run.truncated),
+            "pid": run.pid, "cpu_user": run.cpu_user, "cpu_sys": run.cpu_sys, "max_rss_kb": run.max_rss_kb,
+            "missed_count": run.missed_count, "missed_until": run.missed_until}
+
+
+def history_view(home: Home, job_id: str | None, limit: int, status: str | None) -> list[dict[str, Any]]:
+    if status is not None and status not in {s.value for s in RunStatus}:
+        raise InvalidOption(f"unknown status {status!r}: choose from {', '.join(s.value for s in RunStatus)}")
+    if not home.state_db.exists():
+        return []
+    with History.open_readonly(home) as history:
+        return [run_view(r) for r in history.runs(job_id, status, limit)]
+
+
+def find_run(home: Home, job_id: str, which: str) -> Run:
+    with History.open_readonly(home) as history:
+        if which == "last":
+            runs = [r for r in history.runs(job_id, limit=50) if r.output_path]
+            if not runs:
+                raise OperationalError(f"job {job_id!r} has no run with output yet")
+            return runs[0]
+        try:
+            run = history.get_run(int(which))
+        except ValueError:
+            raise InvalidOption(f"invalid --run {which!r}: use a run id or 'last'") from None
+        if run.job_id != job_id:
+            raise OperationalError(f"run {run.run_id} belongs to job {run.job_id!r}, not {job_id!r}")
+        return run
+
+
+def explain(home: Home, job_id: str, at: datetime | None) -> list[str]:
+    """Why a job did or did not run at a slot (or recently), from its records."""
+    from cron_scheduler.jobs import JobService
+    jobs = JobService(home).all()
+    with History.open_readonly(home) as history:
+        runs = history.runs(job_id, limit=500)
+    if job_id not in jobs and not runs:
+        raise UnknownJob(job_id)
+    lines = []
+    job = jobs.get(job_id)
+    if job is None:
+        lines.append(f"{job_id}: removed from the store; {len(runs)} record(s) remain")
+    elif not job.enabled:
+        lines.append(f"{job_id}: paused, so it gets no new slots")
+    if at is not None:
+        runs = [r for r in runs if _covers(r, at)]
+        if not runs:
+            lines.append(f"no record for a slot at {to_iso(at)}: it was not a slot of this schedule, "
+                         "or the daemon had not reached it")
+    for run in reversed(runs[:20]):
+        lines.append(_explain_run(run))
+    if not lines:
+        lines.append(f"{job_id}: no runs recorded yet")
+    return lines
+
+
+def _covers(run: Run, at: datetime) -> bool:
+    first = parse_iso(run.scheduled_for)
+    last = parse_iso(run.missed_until) or first
+    return first - ONE_SECOND < at < last + ONE_SECOND
+
+
+def _explain_run(run: Run) -> str:
+    head = f"run {run.run_id} ({run.trigger}, slot {run.scheduled_for}, attempt {run.attempt}): {run.status}"
+    detail = {
+        "succeeded": "exited 0",
+        "failed": f"exit {run.exit_code}" if run.exit_code is not None else f"signal {run.signal}",
+        "missed": f"{run.reason}",
+    }.get(run.status, run.reason or "")
+    if run.status == "failed" and run.reason:
+        detail += f" ({run.reason})"
+    return head + (f" - {detail}" if detail else "")
