@@ -217,7 +217,7 @@ def next_cmd(target, count, timezone, start, as_json, home):
 def validate_cmd(expr, home):
     """Check a schedule expression: exit 0 if valid, 2 if not."""
     from cron_scheduler import schedule
-    sched = schedule.parse(expr)
+    sched = schedule.parse(expr, strict=True)
     click.echo(f"valid: {schedule.describe(sched)}")
 
 

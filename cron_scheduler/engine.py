@@ -50,7 +50,7 @@ class Engine:
             return
         self.signature = signature
         try:
-            jobs = self.store.load()
+            jobs = self.store.load().decode_all()
         except CronSchedulerError as exc:
             log.error("job store unusable, keeping the last good jobs: %s", exc)
             return
@@ -78,9 +78,9 @@ class Engine:
                 log.error("job %s: %s", job.id, exc)
                 cursor = None
             self.history.set_job_state(job.id, fp, to_iso(cursor))
-        if old is None:
-            log.info("job %s loaded (%s)", job.id, job.schedule)
-        elif old != job:
+        if old is None and self.jobs:  # at start, one summary line instead of one per job
+            log.info("job %s added (%s)", job.id, job.schedule)
+        elif old is not None and old != job:
             log.info("job %s changed", job.id)
         self.cursors[job.id] = cursor
         if cursor is not None:

@@ -99,7 +99,7 @@ def job_from_options(job_id: str, opts: dict[str, Any], base: Job | None = None,
 
 def check_job(job: Job) -> Job:
     """Checks that need the whole job (schedule with its options)."""
-    sched = schedule.parse(job.schedule, job.id)
+    sched = schedule.parse(job.schedule, job.id, strict=True)
     if sched.kind is schedule.Kind.ONCE and not job.start_at:
         raise InvalidOption("@once needs --start-at TIME (when to run)")
     if job.start_at and job.end_at and parse_iso(job.end_at) <= parse_iso(job.start_at):
@@ -156,25 +156,28 @@ def parse_command_string(text: str) -> list[str]:
 
 # --- dependency graph checks -------------------------------------------------------------
 
-def check_graph(jobs: dict[str, Job]) -> None:
-    """Unknown dependencies and cycles are refused at write time."""
-    for job in jobs.values():
-        for dep in job.depends_on:
-            if dep not in jobs:
-                raise UnknownDependency(f"job {job.id!r} depends on unknown job {dep!r}")
-            if dep == job.id:
-                raise DependencyCycle(f"job {job.id!r} depends on itself")
+def check_graph(deps: dict[str, list[str]] | Any, roots: list[str] | None = None) -> None:
+    """Unknown dependencies and cycles are refused at write time. `deps`: id -> upstream ids
+    (a mapping or a JobMap). With `roots`, only what is reachable from them is checked: a
+    cycle through a changed job must pass through its upstreams."""
+    get = deps.depends_on if hasattr(deps, "depends_on") else deps.__getitem__
+    roots = list(deps) if roots is None else roots
+    for job_id in roots:
+        for dep in get(job_id):
+            if dep not in deps:
+                raise UnknownDependency(f"job {job_id!r} depends on unknown job {dep!r}")
+            if dep == job_id:
+                raise DependencyCycle(f"job {job_id!r} depends on itself")
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    for root in jobs:
+    for root in roots:
         if root in state:
             continue
-        stack = [(root, iter(jobs[root].depends_on))]
+        stack = [(root, iter(get(root)))]
         path = [root]
         state[root] = 1
         while stack:
-            node, deps = stack[-1]
-            dep = next(deps, None)
+            node, remaining = stack[-1]
+            dep = next(remaining, None)
             if dep is None:
                 state[node] = 2
                 stack.pop()
@@ -185,7 +188,7 @@ def check_graph(jobs: dict[str, Job]) -> None:
             elif dep not in state:
                 state[dep] = 1
                 path.append(dep)
-                stack.append((dep, iter(jobs[dep].depends_on)))
+                stack.append((dep, iter(get(dep))))
 
 
 def downstream(jobs: dict[str, Job]) -> dict[str, list[str]]:
@@ -210,7 +213,7 @@ class JobService:
             if job.id in jobs:
                 job = job.replace(created_at=jobs[job.id].created_at)
             jobs[job.id] = job
-            check_graph(jobs)
+            check_graph(jobs, roots=[job.id])
         return job
 
     def update(self, job_id: str, opts: dict[str, Any], check_script: bool = True) -> Job:
@@ -218,7 +221,7 @@ class JobService:
             base = self._get(jobs, job_id)
             job = job_from_options(job_id, opts, base, check_script=check_script)
             jobs[job_id] = job
-            check_graph(jobs)
+            check_graph(jobs, roots=[job_id])
         return job
 
     def remove(self, job_ids: list[str], force: bool = False) -> list[str]:
@@ -226,7 +229,7 @@ class JobService:
             for job_id in job_ids:
                 self._get(jobs, job_id)
                 del jobs[job_id]
-            users = {j.id: [d for d in j.depends_on if d in job_ids] for j in jobs.values()}
+            users = {j: [d for d in jobs.depends_on(j) if d in job_ids] for j in jobs}
             users = {k: v for k, v in users.items() if v}
             if users and not force:
                 name, deps = next(iter(users.items()))
@@ -247,7 +250,7 @@ class JobService:
         return self._get(self.store.load(), job_id)
 
     def all(self) -> dict[str, Job]:
-        return self.store.load()
+        return self.store.load().decode_all()
 
     @staticmethod
     def _get(jobs: dict[str, Job], job_id: str) -> Job:

@@ -155,6 +155,16 @@ def parse_notify(text: str) -> tuple[str, ...]:
 
 # --- the job -----------------------------------------------------------------------------
 
+# Exact types of the scalar fields of a stored record (so true is not a number).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "shell": (bool,), "enabled": (bool,),
+    "timeout": (int, float, type(None)), "expected_duration": (int, float, type(None)),
+    "retry_delay": (int, float), "retries": (int,), "priority": (int,), "max_output": (int,),
+    "timezone": (str, type(None)), "start_at": (str, type(None)), "end_at": (str, type(None)),
+    "cwd": (str, type(None)), "created_at": (str, type(None)), "description": (str,),
+}
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -184,7 +194,7 @@ class Job:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = {name: getattr(self, name) for name in JOB_FIELDS}
         for key in ("command", "depends_on", "notify"):
             data[key] = list(data[key])
         data["overlap"] = self.overlap.value
@@ -192,27 +202,42 @@ class Job:
         data["env"] = dict(self.env)
         return data
 
+    def to_record(self) -> dict[str, Any]:
+        """The stored form: fields that differ from their defaults (id, schedule, command always)."""
+        full = self.to_dict()
+        return {k: v for k, v in full.items() if k in ("id", "schedule", "command") or v != _DEFAULTS.get(k)}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Job":
         """Build a Job from stored JSON; a malformed record raises CorruptStore."""
         try:
-            known = {f.name for f in dataclasses.fields(cls)}
-            kwargs = {k: v for k, v in data.items() if k in known}
+            kwargs = {k: v for k, v in data.items() if k in JOB_FIELDS}
             for key in ("command", "depends_on", "notify"):
                 if key in kwargs:
                     value = kwargs[key]
-                    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    if type(value) is not list or not all(type(v) is str for v in value):
                         raise TypeError(f"{key} must be a list of strings")
                     kwargs[key] = tuple(value)
             if "overlap" in kwargs:
                 kwargs["overlap"] = Overlap(kwargs["overlap"])
             if "catch_up" in kwargs:
                 kwargs["catch_up"] = CatchUp(kwargs["catch_up"])
-            if not isinstance(kwargs.get("env", {}), dict):
-                raise TypeError("env must be an object")
+            env = kwargs.get("env", {})
+            if type(env) is not dict or not all(type(v) is str for v in env.values()):
+                raise TypeError("env must be an object of strings")
+            for key, value in kwargs.items():
+                if key in _FIELD_TYPES and type(value) not in _FIELD_TYPES[key]:
+                    raise TypeError(f"{key} has the wrong type ({type(value).__name__})")
+            for key in ("start_at", "end_at", "created_at"):
+                if kwargs.get(key) is not None:
+                    datetime.fromisoformat(kwargs[key])  # ValueError if not an ISO instant
             job = cls(**kwargs)
-            if not isinstance(job.id, str) or not isinstance(job.schedule, str) or not job.command:
+            if type(job.id) is not str or type(job.schedule) is not str or not job.command:
                 raise TypeError("id, schedule and command are required")
             return job
         except (TypeError, ValueError) as exc:
             raise CorruptStore(f"invalid job record {data.get('id')!r}: {exc}") from None
+
+
+JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+_DEFAULTS = {k: v for k, v in Job(id="", schedule="", command=()).to_dict().items()}

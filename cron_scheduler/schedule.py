@@ -20,7 +20,6 @@ from datetime import datetime, timedelta, tzinfo
 from enum import Enum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, croniter
 
 from cron_scheduler.errors import InvalidDuration, InvalidSchedule, InvalidOption
 from cron_scheduler.models import UTC, parse_duration
@@ -97,15 +96,16 @@ def local_zone() -> tzinfo:
 
 # --- parsing -----------------------------------------------------------------------------
 
-def parse(expr: str, job_id: str | None = None) -> Schedule:
-    """Parse and fully validate a schedule; raises InvalidSchedule naming the field at fault.
-    `job_id` seeds H (hashed) fields."""
+def parse(expr: str, job_id: str | None = None, strict: bool = False) -> Schedule:
+    """Parse a schedule; raises InvalidSchedule naming the field at fault. `job_id` seeds H
+    (hashed) fields. `strict` also proves that it ever fires (impossible dates such as
+    Feb 31): done before a schedule is written, not again for each read."""
     text = " ".join(str(expr).split())
-    return _parse(text, job_id if "H" in text else None)
+    return _parse(text, job_id if "H" in text else None, strict)
 
 
 @functools.lru_cache(maxsize=16384)
-def _parse(text: str, job_id: str | None) -> Schedule:
+def _parse(text: str, job_id: str | None, strict: bool) -> Schedule:
     if not text:
         raise InvalidSchedule("invalid schedule: it is empty")
     if len(text) > MAX_LENGTH:
@@ -116,7 +116,7 @@ def _parse(text: str, job_id: str | None) -> Schedule:
         word, _, rest = text.partition(" ")
         word = word.lower()
         if word in ALIASES and not rest:
-            return _parse_cron(text, ALIASES[word], job_id)
+            return _parse_cron(text, ALIASES[word], job_id, strict)
         if word == "@every":
             try:
                 return Schedule(text, Kind.EVERY, interval=parse_duration(rest, "@every interval"))
@@ -128,10 +128,10 @@ def _parse(text: str, job_id: str | None) -> Schedule:
         raise InvalidSchedule(
             f"invalid schedule {text!r}: unknown keyword (use @yearly @monthly @weekly @daily "
             "@hourly @reboot @every DURATION @once @after, or 5-7 cron fields)")
-    return _parse_cron(text, text, job_id)
+    return _parse_cron(text, text, job_id, strict)
 
 
-def _parse_cron(original: str, cron: str, job_id: str | None) -> Schedule:
+def _parse_cron(original: str, cron: str, job_id: str | None, strict: bool) -> Schedule:
     fields = cron.split()
     if len(fields) not in (5, 6, 7):
         raise InvalidSchedule(
@@ -148,8 +148,9 @@ def _parse_cron(original: str, cron: str, job_id: str | None) -> Schedule:
         _blame_field(original, fields, names, hash_id, seconds)
         raise InvalidSchedule(f"invalid schedule {original!r}: not a valid cron expression") from None
     try:
-        it.get_next(datetime, start_time=datetime(2000, 1, 1))
-    except CroniterBadDateError:
+        if strict:
+            it.get_next(datetime, start_time=datetime(2000, 1, 1))
+    except _croniter().CroniterBadDateError:
         raise InvalidSchedule(f"invalid schedule {original!r}: it never fires (impossible date)") from None
     minute, hour = fields[seconds], fields[seconds + 1]
     return Schedule(original, Kind.CRON, cron=cron, seconds_field=seconds, hash_id=hash_id,
@@ -163,7 +164,7 @@ def _blame_field(original: str, fields: list[str], names: tuple[str, ...], hash_
         probe = ["*"] * len(fields)
         probe[i] = fields[i]
         try:
-            croniter.expand(" ".join(probe), hash_id=hash_id and hash_id.encode(),
+            _croniter().croniter.expand(" ".join(probe), hash_id=hash_id and hash_id.encode(),
                             second_at_beginning=seconds)
         except Exception:
             raise InvalidSchedule(f"invalid schedule {original!r}: bad {name} field {fields[i]!r}") from None
@@ -189,10 +190,16 @@ def _is_wild(field: str) -> bool:
     return field.startswith("*") or (field.startswith("H") and "/" in field)
 
 
+def _croniter():
+    """croniter, imported on first use: commands that compute no fire time skip its import."""
+    import croniter
+    return croniter
+
+
 @functools.lru_cache(maxsize=4096)
-def _cron_iter(cron: str, hash_id: str | None, seconds: bool) -> croniter:
+def _cron_iter(cron: str, hash_id: str | None, seconds: bool):
     # Reused with start_time=...: parsing an expression costs far more than one step.
-    return croniter(cron, datetime(2000, 1, 1), hash_id=hash_id, second_at_beginning=seconds,
+    return _croniter().croniter(cron, datetime(2000, 1, 1), hash_id=hash_id, second_at_beginning=seconds,
                     implement_cron_bug=True)
 
 
@@ -258,7 +265,7 @@ def _first_instant(sched: Schedule, start: datetime, after: datetime, tz: tzinfo
     for _ in range(10000):
         try:
             candidate = it.get_next(datetime, start_time=candidate)
-        except CroniterBadDateError:
+        except _croniter().CroniterBadDateError:
             return None
         instants = _instants(candidate, tz, sched.fixed_time)
         if until is not None:

@@ -9,18 +9,35 @@ from cron_scheduler import schedule
 from cron_scheduler.errors import InvalidSchedule
 from cron_scheduler.home import Home
 from cron_scheduler.jobs import JobService, downstream, job_view, next_runs
-from cron_scheduler.models import UTC, format_duration, parse_iso, utcnow
+from cron_scheduler.models import format_duration, parse_iso, utcnow
+from cron_scheduler.planner import fingerprint
 
 
 def list_view(home: Home) -> list[dict[str, Any]]:
     service = JobService(home)
     jobs = service.all()
     zone, now, down = service.default_zone(), utcnow().replace(microsecond=0), downstream(jobs)
+    cursors = _daemon_cursors(home) if jobs else {}
     rows = []
     for job in sorted(jobs.values(), key=lambda j: j.id):
-        nxt = next_runs(job, now, 1, zone) if job.enabled else []
-        rows.append(job_view(job, nxt[0] if nxt else None, down[job.id]))
+        nxt = None
+        if job.enabled:
+            nxt = cursors.get(job.id, {}).get(fingerprint(job))
+            if nxt is None or nxt <= now:
+                found = next_runs(job, now, 1, zone)
+                nxt = found[0] if found else None
+        rows.append(job_view(job, nxt, down[job.id]))
     return rows
+
+
+def _daemon_cursors(home: Home) -> dict[str, dict[str, datetime]]:
+    """The daemon's next slot per job (keyed by the definition it was computed for): with
+    thousands of jobs, reading them is much cheaper than computing every fire time again."""
+    if not home.state_db.exists():
+        return {}
+    from cron_scheduler.history import History
+    with History.open_readonly(home) as history:
+        return {job_id: {fp: parse_iso(slot)} for job_id, (fp, slot) in history.job_states().items() if slot}
 
 
 def show_view(home: Home, job_id: str) -> dict[str, Any]:
@@ -43,7 +60,7 @@ def next_view(home: Home, target: str, count: int, tz: str | None, start: str | 
             job = job.replace(timezone=tz)
         return [t.astimezone(zone).isoformat() for t in next_runs(job, after, count, zone)]
     try:
-        sched = schedule.parse(target)
+        sched = schedule.parse(target, strict=True)
     except InvalidSchedule as exc:
         if " " not in target and not target.startswith("@"):
             raise InvalidSchedule(f"{exc} (and no job has the id {target!r})") from None
