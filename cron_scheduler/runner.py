@@ -1,0 +1,307 @@
+"""Spawning one run, and killing its whole process tree (DESIGN.md section 5, Execution).
+
+Only this module and pool.py create processes. A run is exec'd directly (no shell) in its own
+session and process group, stdin /dev/null, stdout+stderr into one pipe the pool reads. Its
+environment carries CRON_SCHEDULER_RUN_MARKER=<marker>, which every descendant inherits, so that
+descendants that left the process group (setsid, double fork) can still be found in /proc.
+RunOutput (capped capture) and TreeKill (SIGTERM -> SIGKILL -> sweep) are per-run helpers that the
+pool drives from its select() loop; neither blocks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MARKER_VAR = "CRON_SCHEDULER_RUN_MARKER"
+PR_SET_CHILD_SUBREAPER = 36
+CHUNK = 64 * 1024
+
+# What submitting a malformed or unstartable run can raise; the pool turns these into results.
+SPAWN_ERRORS = (OSError, ValueError, TypeError, subprocess.SubprocessError)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run_id: int
+    job_id: str
+    argv: tuple[str, ...]  # final argv, exec'd directly
+    env: dict[str, str]  # complete child environment; spawn() adds the marker
+    cwd: str | None
+    log_path: Path  # stdout+stderr together; parent dirs 0700, file 0600
+    max_output: int  # bytes kept in log_path; the rest is read, counted and discarded
+    timeout: float | None  # seconds; None = no cap
+    marker: str  # unique token identifying every process of this run
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    pid: int | None
+    started_at: float  # time.time() just before spawn
+    finished_at: float
+    exit_code: int | None = None  # None when killed by a signal, unknown, or spawn failed
+    signal: int | None = None  # terminating signal number
+    timed_out: bool = False
+    cancelled: bool = False
+    cancel_reason: str | None = None
+    output_bytes: int = 0  # total bytes written by the run, discarded ones included
+    truncated: bool = False
+    cpu_user: float = 0.0
+    cpu_sys: float = 0.0
+    max_rss_kb: int = 0
+    error: str | None = None  # why the run could not be started / observed
+
+
+def set_child_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process (Linux prctl); False if unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        one, zero = ctypes.c_ulong(1), ctypes.c_ulong(0)
+        return libc.prctl(ctypes.c_int(PR_SET_CHILD_SUBREAPER), one, zero, zero, zero) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def open_log(path: Path) -> int:
+    """Open (truncate) a run's output file for writing: parent dirs 0700, file 0600."""
+    path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def spawn(spec: RunSpec) -> tuple[int, int]:
+    """Start the run; returns (pid, read end of its output pipe). The caller owns both: it must
+    reap the pid (os.wait4) and close the fd. Raises one of SPAWN_ERRORS if it cannot start."""
+    if not spec.argv:
+        raise ValueError("empty command line")
+    if not spec.marker:
+        raise ValueError("empty run marker")
+    env = dict(spec.env)
+    env[MARKER_VAR] = spec.marker
+    read_fd, write_fd = os.pipe()  # both non-inheritable; Popen dup2()s write_fd onto 1 and 2
+    try:
+        proc = subprocess.Popen(list(spec.argv), stdin=subprocess.DEVNULL, stdout=write_fd,
+                                stderr=subprocess.STDOUT, cwd=spec.cwd, env=env,
+                                close_fds=True, start_new_session=True)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    # The pid now belongs to the caller, which reaps it with os.wait4(). Settle the Popen handle
+    # so that its finaliser neither warns (ResourceWarning) nor waitpid()s the child behind the
+    # caller's back (subprocess._active / _cleanup).
+    proc.returncode = 0
+    return proc.pid, read_fd
+
+
+def spawn_error_message(exc: BaseException) -> str:
+    """One line for a failed spawn, e.g. "No such file or directory: 'x'"."""
+    if isinstance(exc, OSError) and exc.strerror:
+        if exc.filename is not None:
+            return f"{exc.strerror}: {exc.filename!r}"
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def exit_status(status: int | None) -> tuple[int | None, int | None]:
+    """(exit_code, signal) of a wait status; (None, None) when unknown."""
+    if status is not None and os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    if status is not None and os.WIFEXITED(status):
+        return os.WEXITSTATUS(status), None
+    return None, None
+
+
+class RunOutput:
+    """One run's output: drains its pipe, keeps the first max_output bytes in the log file and
+    counts (and discards) the rest, so the child never blocks on a full pipe. Owned by the pool."""
+
+    def __init__(self, pipe_fd: int, log_fd: int, max_output: int, log_path: Path | None = None):
+        os.set_blocking(pipe_fd, False)
+        self.pipe_fd: int | None = pipe_fd
+        self.log_fd: int | None = log_fd
+        self.max_output = max(0, max_output)
+        self.log_path = log_path
+        self.total = 0  # bytes read from the pipe
+        self.kept = 0  # bytes written to the log file
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.kept
+
+    def pump(self, max_chunks: int = 16) -> bool:
+        """Read what the pipe holds now (at most max_chunks reads); True at end of file."""
+        for _ in range(max_chunks):
+            try:
+                data = os.read(self.pipe_fd, CHUNK)
+            except BlockingIOError:
+                return False
+            except OSError:
+                data = b""
+            if not data:
+                return True
+            self.total += len(data)
+            room = self.max_output - self.kept
+            if room > 0 and self.log_fd is not None:
+                self._keep(memoryview(data)[:room])
+        return False
+
+    def _keep(self, view: memoryview) -> None:
+        try:
+            while view:
+                n = os.write(self.log_fd, view)
+                self.kept += n
+                view = view[n:]
+        except OSError as exc:  # disk full, ...: keep counting, stop keeping
+            log.warning("cannot write run output to %s: %s", self.log_path, exc)
+            os.close(self.log_fd)
+            self.log_fd = None
+
+    def close_pipe(self) -> None:
+        if self.pipe_fd is not None:
+            os.close(self.pipe_fd)
+            self.pipe_fd = None
+
+    def close(self) -> None:
+        self.close_pipe()
+        if self.log_fd is not None:
+            os.close(self.log_fd)
+            self.log_fd = None
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """Fields 3.. of /proc/PID/stat (state first), or None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm (field 2) may contain spaces and parentheses: the fields resume after the last ")".
+    return data[data.rfind(b")") + 2:].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks since boot); None if gone.
+
+    Together with the pid it identifies a process across a daemon restart."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else None
+    except (ValueError, IndexError):
+        return None
+
+
+def process_running(pid: int, start_time: int | None = None) -> bool:
+    """The process exists, has not exited (zombie), and started at start_time if given."""
+    fields = _stat_fields(pid)
+    if not fields or fields[0] in (b"Z", b"X", b"x"):
+        return False
+    return start_time is None or process_start_time(pid) == start_time
+
+
+def find_marked(marker: str) -> set[int]:
+    """Pids whose environment holds exactly CRON_SCHEDULER_RUN_MARKER=<marker>.
+
+    Zombies and exiting processes have an empty environ and are not reported."""
+    if not marker:
+        return set()
+    entry = f"{MARKER_VAR}={marker}".encode()
+    me = os.getpid()
+    found: set[int] = set()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:  # vanished, or not ours to read
+            continue
+        if entry in environ.split(b"\0"):
+            found.add(int(name))
+    return found
+
+
+def kill_tree(pgid: int, marker: str, sig: int) -> set[int]:
+    """Send sig to process group pgid and to every process carrying the run's marker.
+
+    Returns the marked pids found (signalled) - empty once no process of the run is left."""
+    if pgid > 1:  # never killpg(0) or (1): that would hit our own group or everything
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    marked = find_marked(marker)
+    for pid in marked:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return marked
+
+
+class TreeKill:
+    """Stopping one run's tree without blocking: SIGTERM now; at kill_at SIGKILL, then sweep for
+    marked survivors until none is left. The caller calls step() at next_at() and whenever the
+    run settles; `done` once no process of the run is left (or it gave up on unkillable ones)."""
+
+    TERM_RECHECK = 0.25  # before kill_at: how often to look for survivors once the run settled
+    KILL_RECHECK = 0.02  # after SIGKILL: how soon to sweep again
+    GIVE_UP = 5.0  # stop sweeping this long after kill_at (e.g. a process stuck in D state)
+
+    def __init__(self, pgid: int, marker: str, grace: float, now: float):
+        self.pgid, self.marker = pgid, marker
+        self.kill_at = now + grace
+        self.hard = self.done = False
+        self.check_at: float | None = None
+        kill_tree(pgid, marker, signal.SIGTERM)
+
+    def hasten(self, grace: float, now: float) -> None:
+        self.kill_at = min(self.kill_at, now + grace)
+
+    def next_at(self) -> float | None:
+        if self.done:
+            return None
+        if self.hard:
+            return self.check_at
+        return self.kill_at if self.check_at is None else min(self.kill_at, self.check_at)
+
+    def step(self, now: float, settled: bool) -> None:
+        """settled: the main process is gone and the output pipe is closed."""
+        if self.done:
+            return
+        if not self.hard and now >= self.kill_at:
+            self.hard, self.check_at = True, now
+        if self.check_at is not None and now < self.check_at:
+            return
+        if self.hard:
+            if not kill_tree(self.pgid, self.marker, signal.SIGKILL):
+                self.done = True
+            elif now >= self.kill_at + self.GIVE_UP:
+                log.warning("processes with marker %s survive SIGKILL; giving up", self.marker)
+                self.done = True
+            else:
+                self.check_at = now + self.KILL_RECHECK
+        elif settled:  # survivors (e.g. ignoring SIGTERM) get the rest of the grace period
+            if find_marked(self.marker):
+                self.check_at = now + self.TERM_RECHECK
+            else:
+                self.done = True
