@@ -211,6 +211,16 @@ def next_cmd(target, count, timezone, start, as_json, home):
             click.echo(t)
 
 
+@cli.command("graph")
+@click.argument("job_id", metavar="[ID]", required=False)
+@home_option
+def graph_cmd(job_id, home):
+    """The dependency tree: each job and, indented, the jobs that run after it."""
+    from cron_scheduler.views import graph_lines
+    for line in graph_lines(get_home(home), job_id):
+        click.echo(line)
+
+
 @cli.command("validate")
 @click.argument("expr", metavar="EXPR")
 @home_option

@@ -134,3 +134,26 @@ def format_status(data: dict[str, Any]) -> str:
     return "\n".join([f"home      {data['home']}", f"daemon    {daemon}", f"jobs      {data['jobs']}",
                       f"running   {', '.join(map(str, data['running'])) or '-'}",
                       f"next due  {_local(data['next_due'])}"])
+
+
+def graph_lines(home: Home, root: str | None) -> list[str]:
+    """The dependency tree as text: each job, then what depends on it, indented."""
+    from cron_scheduler.errors import UnknownJob
+    jobs = JobService(home).all()
+    if root is not None and root not in jobs:
+        raise UnknownJob(root)
+    down = downstream(jobs)
+    tops = [root] if root else sorted(j for j in jobs if not jobs[j].depends_on)
+    lines: list[str] = []
+
+    def walk(job_id: str, depth: int, path: tuple[str, ...]) -> None:
+        job = jobs[job_id]
+        others = [d for d in job.depends_on if d not in path[-1:]]
+        also = f"  (also needs {', '.join(others)})" if depth and others else ""
+        lines.append(f"{'    ' * depth}{'└── ' if depth else ''}{job_id} [{job.schedule}]{also}")
+        for child in sorted(down[job_id]):
+            walk(child, depth + 1, path + (job_id,))
+
+    for top in tops:
+        walk(top, 0, ())
+    return lines or ["no jobs"]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a venv, add a few example jobs to a demo home and show them.
+# Set up a venv, add a few example jobs to a demo home, show them and start the daemon on them.
+# DEMO_SECONDS=N stops the daemon after N seconds (used to check the demo in CI-like runs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${CRON_SCHEDULER_VENV:-$root/.venv}
@@ -19,3 +20,12 @@ create_cron transform --replace --depends-on extract @after /bin/echo transforme
 create_cron nightly --replace --tz Europe/Berlin "30 2 * * *" /bin/echo nightly
 cron-scheduler list
 cron-scheduler next nightly --count 3
+echo
+echo "Starting the daemon in the foreground on $home (Ctrl-C stops it cleanly)."
+echo "In another terminal: CRON_SCHEDULER_HOME=$home $venv/bin/cron-scheduler history"
+if [ -n "${DEMO_SECONDS:-}" ]; then
+  timeout -s INT "$DEMO_SECONDS" "$venv/bin/python" -m cron_scheduler.scheduler || true
+  cron-scheduler history --limit 10
+else
+  exec "$venv/bin/python" -m cron_scheduler.scheduler
+fi
