@@ -225,6 +225,7 @@ class JobService:
         return job
 
     def remove(self, job_ids: list[str], force: bool = False) -> list[str]:
+        job_ids = list(dict.fromkeys(job_ids))  # `remove a a` removes a once
         with self.store.transaction() as jobs:
             for job_id in job_ids:
                 self._get(jobs, job_id)

@@ -97,8 +97,8 @@ def validate_job_id(job_id: str) -> str:
     return job_id
 
 
-_DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?")
-_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
+_DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", re.ASCII)
+_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 
 
 def parse_duration(text: str, what: str = "duration") -> float:
@@ -132,7 +132,7 @@ def format_duration(seconds: float | None) -> str:
     return "".join(parts) or "0s"
 
 
-_SIZE_RE = re.compile(r"(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?")
+_SIZE_RE = re.compile(r"(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?", re.ASCII)
 _SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 

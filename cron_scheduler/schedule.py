@@ -148,10 +148,10 @@ def _parse_cron(original: str, cron: str, job_id: str | None, strict: bool) -> S
         _blame_field(original, fields, names, hash_id, seconds)
         raise InvalidSchedule(f"invalid schedule {original!r}: not a valid cron expression") from None
     try:
-        if strict:
-            it.get_next(datetime, start_time=datetime(2000, 1, 1))
+        if strict:  # from now: a 7-field schedule whose years are all past never fires either
+            it.get_next(datetime, start_time=datetime.now())
     except _croniter().CroniterBadDateError:
-        raise InvalidSchedule(f"invalid schedule {original!r}: it never fires (impossible date)") from None
+        raise InvalidSchedule(f"invalid schedule {original!r}: it never fires (impossible date, or its years are past)") from None
     minute, hour = fields[seconds], fields[seconds + 1]
     return Schedule(original, Kind.CRON, cron=cron, seconds_field=seconds, hash_id=hash_id,
                     fixed_time=not (_is_wild(minute) or _is_wild(hour)))

@@ -75,11 +75,17 @@ class Store:
         except Timeout:
             raise OperationalError(f"job store {self.home.jobs} is locked by another writer; try again") from None
         try:
+            self._remove_stale_temp_files()
             jobs = self.load()
             yield jobs
             self._write(jobs)
         finally:
             lock.release()
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files of writers killed mid-write (we hold the lock: nobody else is writing)."""
+        for stale in self.home.root.glob(".jobs.*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def _write(self, jobs: "JobMap") -> None:
         # One dump through the C encoder (indent= would force the pure-Python one, ten times

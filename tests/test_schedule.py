@@ -1,0 +1,369 @@
+"""Schedules: Vixie cron semantics, extensions, DST policy, validation, and a croniter cross-check."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from croniter import CroniterBadDateError, croniter
+from freezegun import freeze_time
+
+from cron_scheduler import schedule
+from cron_scheduler.errors import InvalidSchedule
+from cron_scheduler.models import utcnow
+
+UTC = timezone.utc
+NY = ZoneInfo("America/New_York")
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def fires(expr: str, start: datetime, count: int, tz=UTC, job_id: str | None = None, **bounds) -> list[datetime]:
+    return schedule.next_fires(schedule.parse(expr, job_id), start, count, tz, **bounds)
+
+
+def fires_between(expr: str, start: datetime, end: datetime, tz) -> list[datetime]:
+    """Fire instants in (start, end]."""
+    return [t for t in fires(expr, start, 500, tz) if t <= end]
+
+
+# --- Vixie cron field semantics ---------------------------------------------------------
+
+def test_dom_or_dow_when_both_restricted():
+    got = fires("0 0 1,15 * 1", utc(2026, 1, 1), 8)
+    # Mondays, plus the 1st and the 15th whatever their weekday (Jan 15 is a Thursday,
+    # Feb 1 a Sunday).
+    assert got == [utc(2026, 1, 5), utc(2026, 1, 12), utc(2026, 1, 15), utc(2026, 1, 19),
+                   utc(2026, 1, 26), utc(2026, 2, 1), utc(2026, 2, 2), utc(2026, 2, 9)]
+
+
+def test_star_step_in_dom_counts_as_unrestricted_so_days_are_anded():
+    got = fires("0 0 */2 * 1", utc(2026, 1, 1), 6)
+    # Vixie bug compatibility: only Mondays that fall on an odd day of the month.
+    assert got == [utc(2026, 1, 5), utc(2026, 1, 19), utc(2026, 2, 9), utc(2026, 2, 23),
+                   utc(2026, 3, 9), utc(2026, 3, 23)]
+    assert all(t.weekday() == 0 and t.day % 2 == 1 for t in got)
+
+
+def test_same_days_written_without_star_are_ored():
+    got = fires("0 0 1-31/2 * 1", utc(2025, 12, 31), 4)
+    # Jan 1 2026 is a Thursday: matched by the day-of-month alone.
+    assert got == [utc(2026, 1, 1), utc(2026, 1, 3), utc(2026, 1, 5), utc(2026, 1, 7)]
+
+
+@pytest.mark.parametrize("dow", ["0", "7", "SUN", "sun", "0,7"])
+def test_sunday_is_0_and_7(dow):
+    got = fires(f"0 0 * * {dow}", utc(2026, 1, 1), 3)
+    assert got == [utc(2026, 1, 4), utc(2026, 1, 11), utc(2026, 1, 18)]
+
+
+def test_dow_range_ending_in_7_includes_sunday():
+    got = fires("0 0 * * 5-7", utc(2026, 1, 1), 4)
+    assert [t.strftime("%a") for t in got] == ["Fri", "Sat", "Sun", "Fri"]
+
+
+def test_month_and_day_names():
+    assert fires("0 0 1 JAN *", utc(2026, 1, 1), 2) == [utc(2027, 1, 1), utc(2028, 1, 1)]
+    week = fires("0 9 * * MON-FRI", utc(2026, 1, 4), 6)  # from a Sunday
+    assert [t.day for t in week] == [5, 6, 7, 8, 9, 12]
+    assert fires("0 9 * * mon-fri", utc(2026, 1, 4), 6) == week
+    assert fires("0 0 1 jun-aug *", utc(2026, 1, 1), 3) == [utc(2026, 6, 1), utc(2026, 7, 1), utc(2026, 8, 1)]
+
+
+def test_feb_29_fires_only_in_leap_years():
+    assert fires("0 0 29 2 *", utc(2026, 1, 1), 2) == [utc(2028, 2, 29), utc(2032, 2, 29)]
+
+
+def test_day_31_skips_shorter_months():
+    got = fires("0 0 31 * *", utc(2026, 1, 1), 7)
+    assert [t.month for t in got] == [1, 3, 5, 7, 8, 10, 12]
+    assert all(t.day == 31 and t.year == 2026 for t in got)
+
+
+def test_six_fields_have_leading_seconds():
+    assert fires("30 0 0 * * *", utc(2026, 1, 1), 2) == [utc(2026, 1, 1, 0, 0, 30), utc(2026, 1, 2, 0, 0, 30)]
+    assert fires("*/15 * * * * *", utc(2026, 1, 1), 4) == [
+        utc(2026, 1, 1, 0, 0, 15), utc(2026, 1, 1, 0, 0, 30), utc(2026, 1, 1, 0, 0, 45), utc(2026, 1, 1, 0, 1)]
+    assert schedule.parse("30 0 0 * * *").seconds_field
+
+
+def test_seven_fields_end_with_a_year():
+    assert fires("0 0 12 * * * 2027", utc(2026, 6, 1), 2) == [utc(2027, 1, 1, 12), utc(2027, 1, 2, 12)]
+    # A single year: one fire, then nothing more.
+    assert fires("0 0 0 1 1 * 2030", utc(2026, 1, 1), 3) == [utc(2030, 1, 1)]
+
+
+@pytest.mark.parametrize("alias, expected", [
+    ("@yearly", [utc(2027, 1, 1), utc(2028, 1, 1)]),
+    ("@annually", [utc(2027, 1, 1), utc(2028, 1, 1)]),
+    ("@monthly", [utc(2026, 2, 1), utc(2026, 3, 1)]),
+    ("@weekly", [utc(2026, 1, 4), utc(2026, 1, 11)]),  # Sundays
+    ("@daily", [utc(2026, 1, 2), utc(2026, 1, 3)]),
+    ("@midnight", [utc(2026, 1, 2), utc(2026, 1, 3)]),
+    ("@hourly", [utc(2026, 1, 1, 1), utc(2026, 1, 1, 2)]),
+])
+def test_aliases(alias, expected):
+    assert fires(alias, utc(2026, 1, 1), 2) == expected
+    assert fires(alias.upper(), utc(2026, 1, 1), 2) == expected
+
+
+def test_every_is_anchored_at_creation():
+    created = utc(2026, 1, 1, 0, 0, 7)
+    got = fires("@every 90s", utc(2026, 1, 1, 1), 3, anchor=created)
+    assert got == [utc(2026, 1, 1, 1, 0, 7), utc(2026, 1, 1, 1, 1, 37), utc(2026, 1, 1, 1, 3, 7)]
+    # Another creation instant gives another phase, same period.
+    other = fires("@every 90s", utc(2026, 1, 1, 1), 3, anchor=utc(2026, 1, 1, 0, 0, 50))
+    assert other[0] == utc(2026, 1, 1, 1, 0, 50)
+    assert all((b - a) == timedelta(seconds=90) for a, b in zip(other, other[1:]))
+
+
+def test_every_with_start_at_counts_from_start_at():
+    start_at = utc(2026, 5, 1, 12, 0, 5)
+    got = fires("@every 2h", utc(2026, 1, 1), 3, anchor=utc(2026, 1, 1, 0, 17), start_at=start_at)
+    assert all(t > start_at and (t - start_at) % timedelta(hours=2) == timedelta(0) for t in got)
+    assert got[1] - got[0] == timedelta(hours=2)
+
+
+def test_once_fires_at_start_at_only():
+    at = utc(2026, 5, 1, 9, 30)
+    assert fires("@once", utc(2026, 1, 1), 3, start_at=at) == [at]
+    assert fires("@once", at, 3, start_at=at) == []
+    assert fires("@once", utc(2026, 1, 1), 3) == []
+
+
+@pytest.mark.parametrize("expr, kind", [("@after", schedule.Kind.AFTER), ("@reboot", schedule.Kind.REBOOT)])
+def test_after_and_reboot_have_no_timer(expr, kind):
+    sched = schedule.parse(expr)
+    assert sched.kind is kind and not sched.timed
+    assert schedule.next_fire(sched, utc(2026, 1, 1)) is None
+    assert fires(expr, utc(2026, 1, 1), 3, start_at=utc(2026, 2, 1)) == []
+
+
+def test_hashed_fields_are_stable_per_job_id():
+    first = fires("H H * * *", utc(2026, 1, 1), 3, job_id="backup")
+    assert fires("H H * * *", utc(2026, 1, 1), 3, job_id="backup") == first
+    # Once a day at the same (hashed) time.
+    assert len({(t.hour, t.minute) for t in first}) == 1
+    assert [t - first[0] for t in first] == [timedelta(0), timedelta(days=1), timedelta(days=2)]
+
+
+def test_hashed_fields_differ_between_job_ids():
+    a = fires("H H * * *", utc(2026, 1, 1), 1, job_id="a")[0]
+    b = fires("H H * * *", utc(2026, 1, 1), 1, job_id="b")[0]
+    assert (a.hour, a.minute) != (b.hour, b.minute)
+
+
+def test_hashed_minute_with_fixed_hour():
+    got = fires("H 3 * * *", utc(2026, 1, 1), 3, job_id="report")
+    assert all(t.hour == 3 for t in got)
+    assert len({t.minute for t in got}) == 1
+
+
+def test_start_and_end_bound_the_schedule():
+    got = fires("0 * * * *", utc(2026, 1, 1), 10, start_at=utc(2026, 2, 1, 0, 30), end_at=utc(2026, 2, 1, 3))
+    assert got == [utc(2026, 2, 1, 1), utc(2026, 2, 1, 2), utc(2026, 2, 1, 3)]
+    # A fire exactly at start_at counts; nothing after end_at.
+    assert fires("0 * * * *", utc(2026, 1, 1), 1, start_at=utc(2026, 2, 1, 1)) == [utc(2026, 2, 1, 1)]
+    assert fires("0 * * * *", utc(2026, 2, 1, 3), 1, end_at=utc(2026, 2, 1, 3)) == []
+
+
+# --- DST ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tz, expr, start, expected", [
+    # spring forward: 02:30 does not exist; it runs once, at 03:00 local
+    (NY, "30 2 * * *", utc(2026, 3, 7, 12), ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]),
+    (BERLIN, "30 2 * * *", utc(2026, 3, 28, 12), ["2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]),
+    # fall back: the repeated wall time runs once, at its first occurrence
+    (NY, "30 1 * * *", utc(2026, 10, 31, 12), ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]),
+    (BERLIN, "30 2 * * *", utc(2026, 10, 24, 12), ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]),
+], ids=["ny-spring", "berlin-spring", "ny-fall", "berlin-fall"])
+def test_fixed_time_job_across_dst(tz, expr, start, expected):
+    got = fires(expr, start, 2, tz)
+    assert got == [iso(e) for e in expected]
+    # the DST day has exactly one fire
+    day = iso(expected[0]).date()
+    assert len([t for t in fires(expr, start, 5, tz) if t.astimezone(tz).date() == day]) == 1
+
+
+@pytest.mark.parametrize("tz, start, repeated_hour", [
+    (NY, utc(2026, 11, 1, 3), 1),       # 01:00-02:00 happens twice (EDT, then EST)
+    (BERLIN, utc(2026, 10, 24, 22), 2),  # 02:00-03:00 happens twice (CEST, then CET)
+], ids=["ny", "berlin"])
+def test_wildcard_job_runs_in_both_passes_of_a_repeated_hour(tz, start, repeated_hour):
+    got = fires_between("*/20 * * * *", start, start + timedelta(hours=6), tz)
+    in_hour = [t.astimezone(tz) for t in got if t.astimezone(tz).hour == repeated_hour]
+    assert len(in_hour) == 6
+    assert [(t.minute, t.fold) for t in in_hour] == [(0, 0), (20, 0), (40, 0), (0, 1), (20, 1), (40, 1)]
+    # elapsed real time: exactly 20 minutes between consecutive fires, all night long
+    assert all(b - a == timedelta(minutes=20) for a, b in zip(got, got[1:]))
+
+
+@pytest.mark.parametrize("tz, start, skipped_hour", [
+    (NY, utc(2026, 3, 8, 3), 2),
+    (BERLIN, utc(2026, 3, 28, 22), 2),
+], ids=["ny", "berlin"])
+def test_wildcard_job_does_not_run_in_a_skipped_hour(tz, start, skipped_hour):
+    got = fires_between("*/20 * * * *", start, start + timedelta(hours=6), tz)
+    assert len(got) == 18  # 6 real hours, 3 a real hour: the jump costs no fire, only wall-clock names
+    assert not [t for t in got if t.astimezone(tz).hour == skipped_hour]
+    assert all(b - a == timedelta(minutes=20) for a, b in zip(got, got[1:]))
+
+
+def test_next_fire_from_any_instant_matches_the_sequence_around_dst():
+    """Asking from any instant in the night gives the next element of the full sequence."""
+    for tz, start in ((NY, utc(2026, 11, 1, 3)), (NY, utc(2026, 3, 8, 5)), (BERLIN, utc(2026, 10, 24, 22))):
+        for expr in ("*/20 * * * *", "30 1 * * *", "30 2 * * *", "15,45 * * * *"):
+            sched = schedule.parse(expr)
+            seq = fires(expr, start, 30, tz)
+            t = start
+            while t < start + timedelta(hours=6):
+                assert schedule.next_fire(sched, t, tz) == min(x for x in seq if x > t), (expr, tz, t)
+                t += timedelta(seconds=419)
+
+
+def test_frozen_now_spring_forward():
+    with freeze_time("2026-03-08 06:45:00"):  # 01:45 EST, a quarter of an hour before the jump
+        now = utcnow()
+        assert now == utc(2026, 3, 8, 6, 45)
+        assert schedule.next_fires(schedule.parse("30 2 * * *"), now, 2, NY) == [
+            iso("2026-03-08T03:00:00-04:00"), iso("2026-03-09T02:30:00-04:00")]
+        assert schedule.next_fires(schedule.parse("*/20 * * * *"), now, 2, NY) == [
+            iso("2026-03-08T03:00:00-04:00"), iso("2026-03-08T03:20:00-04:00")]
+
+
+def test_frozen_now_in_the_first_pass_of_the_repeated_hour():
+    with freeze_time("2026-11-01 05:10:00"):  # 01:10 EDT
+        now = utcnow()
+        assert schedule.next_fire(schedule.parse("30 1 * * *"), now, NY) == utc(2026, 11, 1, 5, 30)
+        assert schedule.next_fires(schedule.parse("*/20 * * * *"), now, 5, NY) == [
+            utc(2026, 11, 1, 5, 20), utc(2026, 11, 1, 5, 40), utc(2026, 11, 1, 6), utc(2026, 11, 1, 6, 20),
+            utc(2026, 11, 1, 6, 40)]
+
+
+def test_frozen_now_in_the_second_pass_of_the_repeated_hour():
+    with freeze_time("2026-11-01 06:10:00"):  # 01:10 EST: 01:30 already ran (in EDT)
+        now = utcnow()
+        assert schedule.next_fire(schedule.parse("30 1 * * *"), now, NY) == utc(2026, 11, 2, 6, 30)
+        assert schedule.next_fires(schedule.parse("*/20 * * * *"), now, 3, NY) == [
+            utc(2026, 11, 1, 6, 20), utc(2026, 11, 1, 6, 40), utc(2026, 11, 1, 7)]
+
+
+# --- invalid input ------------------------------------------------------------------------
+
+LONG_OK = "0," * 123 + "00" + " * * * *"
+LONG_BAD = "0," * 123 + "000" + " * * * *"
+
+
+def test_length_limit_is_256_characters():
+    assert len(LONG_OK) == 256 and len(LONG_BAD) == 257
+    assert schedule.parse(LONG_OK, strict=True).kind is schedule.Kind.CRON
+    with pytest.raises(InvalidSchedule, match="256"):
+        schedule.parse(LONG_BAD)
+
+
+@pytest.mark.parametrize("expr, fragment", [
+    ("garbage", "fields"),
+    ("a b c d e", "minute"),
+    ("61 * * * *", "minute"),
+    ("* 24 * * *", "hour"),
+    ("* * 32 * *", "day-of-month"),
+    ("* * 0 * *", "day-of-month"),
+    ("* * * 13 *", "month"),
+    ("* * * * 8", "day-of-week"),
+    ("60 * * * * *", "second"),
+    ("0 0 0 1 1 * 1969", "year"),
+    ("*/0 * * * *", "minute"),
+    ("5-5 * * * *", "minute"),
+    ("* 3-3 * * *", "hour"),
+    ("* * 10-10 * *", "day-of-month"),
+    ("* * * MAR-MAR *", "month"),
+    ("0 0 * * 7-7", "day-of-week"),
+    ("10-5 * * * *", "reversed"),
+    ("* * * * FRI-MON", "reversed"),
+    ("0 0 31 2 *", "never fires"),
+    ("0 0 30 2 *", "never fires"),
+    ("0 0 31 4 *", "never fires"),
+    ("0 0 0 29 2 * 2027", "never fires"),
+    ("1 2 3 4 5 6 7 8", "8 fields"),
+    ("* * * *", "4 fields"),
+    ("* " * 130, "256"),
+    (LONG_BAD, "256"),
+    ("@fortnightly", "unknown keyword"),
+    ("@daily 5", "unknown keyword"),
+    ("@every 10x", "10x"),
+    ("@every", "@every"),
+    ("@every 0s", "greater than zero"),
+    ("", "empty"),
+    ("   ", "empty"),
+    ("* * * * *\x00", "control"),
+])
+def test_invalid_schedules_are_refused(expr, fragment):
+    # strict: the full check done before a schedule is written (it also proves it ever fires)
+    with pytest.raises(InvalidSchedule) as info:
+        schedule.parse(expr, strict=True)
+    assert fragment in str(info.value)
+    assert info.value.exit_code == 2
+    assert "\n" not in str(info.value)
+
+
+def test_degenerate_range_message_names_the_field():
+    with pytest.raises(InvalidSchedule, match=r"'5-5' in the minute field"):
+        schedule.parse("5-5 * * * *")
+    with pytest.raises(InvalidSchedule, match=r"'2-2' in the month field"):
+        schedule.parse("0 0 1 2-2 *")
+
+
+# --- cross-check against croniter --------------------------------------------------------
+
+_MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
+_DAYS = "SUN MON TUE WED THU FRI SAT".split()
+
+
+def _random_field(rng: random.Random, lo: int, hi: int, names: list[str] | None = None) -> str:
+    def value(v: int) -> str:
+        if names and v - lo < len(names) and rng.random() < 0.3:
+            return names[v - lo]
+        return str(v)
+    k = rng.random()
+    if k < 0.25:
+        return "*"
+    if k < 0.40:
+        return f"*/{rng.randint(2, max(2, (hi - lo) // 2))}"
+    if k < 0.60:
+        return value(rng.randint(lo, hi))
+    a, b = sorted(rng.sample(range(lo, hi + 1), 2))
+    if k < 0.75:
+        return f"{value(a)}-{value(b)}"
+    if k < 0.85:
+        return f"{a}-{b}/{rng.randint(1, 3)}"
+    return ",".join(str(v) for v in sorted(rng.sample(range(lo, hi + 1), rng.randint(2, 4))))
+
+
+def test_next_fires_match_croniter_for_200_random_expressions():
+    rng = random.Random(20260308)
+    checked = both_days_restricted = 0
+    while checked < 200:
+        fields = [_random_field(rng, 0, 59), _random_field(rng, 0, 23), _random_field(rng, 1, 31),
+                  _random_field(rng, 1, 12, _MONTHS), _random_field(rng, 0, rng.choice((6, 7)), _DAYS)]
+        expr = " ".join(fields)
+        start = utc(2020, 1, 1) + timedelta(seconds=rng.randrange(10 * 365 * 86400))
+        try:
+            it = croniter(expr, start, implement_cron_bug=True)
+            expected = [it.get_next(datetime) for _ in range(12)]
+        except CroniterBadDateError:  # e.g. day 31 in 30-day months only: must be refused too
+            with pytest.raises(InvalidSchedule):
+                schedule.parse(expr, strict=True)
+            continue
+        assert fires(expr, start, 12) == expected, (expr, start)
+        checked += 1
+        both_days_restricted += not fields[2].startswith("*") and not fields[4].startswith("*")
+    assert both_days_restricted >= 20  # the sample exercises the OR rule
