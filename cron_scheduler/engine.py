@@ -7,6 +7,7 @@ moves runs waiting for dependencies, and starts queued runs while workers are fr
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import os
@@ -20,7 +21,7 @@ from cron_scheduler.errors import CronSchedulerError
 from cron_scheduler.history import History, Run
 from cron_scheduler.home import Config, Home
 from cron_scheduler.models import Job, RunStatus, Trigger, parse_iso, to_iso
-from cron_scheduler.pool import Pool
+from cron_scheduler.pool import UNKNOWN_STATUS, Pool
 from cron_scheduler.runner import RunResult, RunSpec
 from cron_scheduler.store import Store
 
@@ -104,8 +105,11 @@ class Engine:
             with self.history.transaction():
                 for first, last, count in plan.missed:
                     self._record_missed(job, first, last, count, plan, now)
+                planned: list[int] = []  # catch-up runs of this plan: they do not skip each other
                 for slot, trigger in plan.runs:
-                    self.open_wave([job_id], trigger, slot, now, slot=slot)
+                    created = self.open_wave([job_id], trigger, slot, now, slot=slot, planned=planned)
+                    if trigger is Trigger.CATCH_UP:
+                        planned += created
                 self.history.set_job_state(job_id, planner.fingerprint(job), to_iso(plan.cursor))
             self.cursors[job_id] = plan.cursor
             if plan.cursor is not None:
@@ -126,8 +130,12 @@ class Engine:
     # --- waves -------------------------------------------------------------------------------
 
     def open_wave(self, roots: list[str], trigger: Trigger, scheduled: datetime, now: datetime,
-                  slot: datetime | None = None, ignore_deps: bool = False) -> list[int]:
-        """A trigger opens a wave: the roots and, waiting for them, every job downstream."""
+                  slot: datetime | None = None, ignore_deps: bool = False,
+                  planned: list[int] | tuple[int, ...] = ()) -> list[int]:
+        """A trigger opens a wave: the roots and, waiting for them, every job downstream.
+        `planned` are catch-up runs just opened for earlier slots of the same plan: the overlap
+        policy does not apply against them (catch-up=all runs every missed slot, one after the
+        other, and a catch-up run does not make the on-time slot that follows it skip)."""
         members = planner.wave_members(roots, self.jobs)
         wave = self.history.new_wave(trigger.value, to_iso(now), members)
         created = []
@@ -139,7 +147,8 @@ class Engine:
                           queued_at=to_iso(now), trigger=(trigger if is_root else Trigger.DEPENDENCY).value,
                           slot=to_iso(slot) if is_root and slot else None)
             if is_root and status == "queued" and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
-                decision = planner.overlap(job, [r for r in self.active if r.job_id == job_id])
+                decision = planner.overlap(job, [r for r in self.active
+                                                 if r.job_id == job_id and r.run_id not in planned])
                 if decision.action == "skip":
                     status = "skipped"
                     values.update(finished_at=to_iso(now), reason=decision.reason)
@@ -189,19 +198,34 @@ class Engine:
                     log.warning("run %d job %s %s", run.run_id, run.job_id, decision.reason)
 
     def release_blocked(self, run: Run, now: datetime) -> None:
-        """After a success in a wave, give blocked downstream jobs of that wave one new chance."""
+        """After a success in a wave, give blocked downstream jobs of that wave one new chance:
+        those that no other failed upstream still blocks (a success of an unrelated upstream
+        must not release a job only to block it again, recording it blocked twice)."""
         if run.wave is None:
             return
         downstream = set(planner.wave_members([run.job_id], self.jobs)) - {run.job_id}
         latest: dict[str, Run] = {}
         for r in self.history.wave_runs(run.wave):
             latest[r.job_id] = r
-        for job_id in downstream:
-            prev = latest.get(job_id)
-            if prev is not None and prev.status == "blocked" and job_id in self.jobs:
+        members = set(self.history.wave_members(run.wave))
+        active_jobs = {r.job_id for r in self.active if r.status != "waiting"}
+        blocked = sorted(j for j in downstream
+                         if j in self.jobs and j in latest and latest[j].status == "blocked")
+        progress = True
+        while progress:  # a released job counts as pending for the jobs below it
+            progress = False
+            for job_id in list(blocked):
+                decision = planner.wave_decision(self.jobs[job_id], members, latest,
+                                                 self.history.latest_final, active_jobs)
+                if decision.action == "block":
+                    continue
+                prev = latest[job_id]
                 self.history.insert_run(job_id=job_id, scheduled_for=prev.scheduled_for, wave=run.wave,
                                         trigger="dependency", attempt=prev.attempt + 1, status="waiting",
                                         priority=self.jobs[job_id].priority, queued_at=to_iso(now))
+                latest[job_id] = dataclasses.replace(prev, status="waiting")
+                blocked.remove(job_id)
+                progress = True
                 log.info("job %s released in wave %d after run %d succeeded", job_id, run.wave, run.run_id)
 
     # --- starting and finishing runs ---------------------------------------------------------
@@ -266,7 +290,10 @@ class Engine:
         status = status or _status_of(result)
         reason = result.error or result.cancel_reason or run.reason
         if result.timed_out:
-            reason = f"hit its {self.jobs[run.job_id].timeout:g}s cap" if run.job_id in self.jobs else "timeout"
+            # the job may have been edited (timeout cleared) or removed while it ran
+            cap = self.jobs[run.job_id].timeout if run.job_id in self.jobs else None
+            reason = (f"hit its {cap:g}s cap" if cap is not None else
+                      f"hit its time cap after {result.finished_at - result.started_at:.1f}s")
         signame = _signal_name(result.signal)
         with self.history.transaction():
             self.history.update_run(
@@ -313,6 +340,8 @@ def _status_of(result: RunResult) -> str:
         return RunStatus.TIMEOUT.value
     if result.cancelled:
         return RunStatus.KILLED.value
+    if result.error == UNKNOWN_STATUS:  # re-supervised after a crash: its exit status is unknowable
+        return RunStatus.INTERRUPTED.value
     if result.exit_code == 0 and not result.error:
         return RunStatus.SUCCEEDED.value
     return RunStatus.FAILED.value
@@ -341,6 +370,8 @@ class Requests:
 
     def handle(self, now: datetime) -> None:
         history = self.engine.history
+        if not history.others_wrote():
+            return
         for request in history.pending_requests():
             try:
                 result = getattr(self, f"do_{request.kind}")(request.args, now)

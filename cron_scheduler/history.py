@@ -108,6 +108,8 @@ class Request:
 class History:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self._active: tuple[int, list[Run]] | None = None
+        self._data_version: int | None = None
 
     # --- opening -----------------------------------------------------------------------
 
@@ -186,8 +188,19 @@ class History:
         return [Run(**dict(r)) for r in self.conn.execute(sql, args)]
 
     def active_runs(self) -> list[Run]:
-        return [Run(**dict(r)) for r in self.conn.execute(
-            "SELECT * FROM runs WHERE status IN ('queued', 'waiting', 'running') ORDER BY run_id")]
+        """Runs queued, waiting or running. Cached until this connection writes again: only
+        the daemon writes runs, so an idle daemon's wake-ups cost no query."""
+        if self._active is None or self._active[0] != self.conn.total_changes:
+            runs = [Run(**dict(r)) for r in self.conn.execute(
+                "SELECT * FROM runs WHERE status IN ('queued', 'waiting', 'running') ORDER BY run_id")]
+            self._active = (self.conn.total_changes, runs)
+        return list(self._active[1])
+
+    def others_wrote(self) -> bool:
+        """Whether another connection (the CLI) committed since the last call."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        changed, self._data_version = version != self._data_version, version
+        return changed
 
     def running_ids(self) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT run_id FROM runs WHERE status = 'running' ORDER BY run_id")]

@@ -107,7 +107,13 @@ class Daemon:
             now = utcnow()
             if self.reload_requested:
                 self.reload_requested = False
-                self.config = load_config(self.home)
+                try:  # a broken config.toml is reported; the daemon keeps its last good config
+                    config = load_config(self.home)
+                    # the pool is sized once: keep the max_workers in force (--max-workers)
+                    self.config = Config(**{**config.__dict__, "max_workers": self.config.max_workers})
+                    engine.config = self.config
+                except CronSchedulerError as exc:
+                    log.error("config not reloaded, keeping the last good one: %s", exc)
                 engine.reload(now, force=True)
                 for handler in log.handlers:
                     if isinstance(handler, logging.FileHandler):

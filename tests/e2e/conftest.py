@@ -1,0 +1,260 @@
+"""End-to-end fixtures: a real daemon (`python -m cron_scheduler.scheduler`) and the real CLI,
+each a subprocess of the interpreter running pytest, against a temp home (mode 0700).
+
+Nothing here asserts after a fixed sleep: helpers poll for a condition with a generous deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+DEADLINE = 30.0          # default wait for a condition
+POLL = 0.25              # between two polls (each poll is a CLI subprocess)
+START_DEADLINE = 20.0    # for "daemon started" in scheduler.log
+STOP_DEADLINE = 40.0     # for the daemon to exit after SIGTERM
+
+# Short grace periods keep the suite fast (timeouts, stop, shutdown); see home.Config.
+CONFIG = "kill_grace = 2.0\nshutdown_grace = 5.0\n"
+
+CREATE_CRON = "from cron_scheduler.cli import create_cron_main; create_cron_main()"
+
+
+def ts(iso: str | None) -> float:
+    """An ISO 8601 instant from history --json as a POSIX timestamp."""
+    assert iso is not None
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key in ("CRON_SCHEDULER_HOME", "XDG_STATE_HOME"):
+        env.pop(key, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout: float = DEADLINE,
+               interval: float = POLL, describe: Callable[[], str] | None = None) -> Any:
+    """Call probe() until it returns something truthy; return that. Fail with `what` after timeout."""
+    end = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > end:
+            extra = f"\n{describe()}" if describe else ""
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+def pid_exists(pid: int) -> bool:
+    """/proc/PID exists (a zombie counts: its parent has not reaped it yet)."""
+    return Path(f"/proc/{pid}").exists()
+
+
+def pid_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (R, S, Z, ...), or None when gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2:][:1].decode()
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen
+    stderr_path: Path
+    args: list[str]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def terminate(self, timeout: float = STOP_DEADLINE) -> int:
+        """SIGTERM and wait; kill -9 as a last resort (then fail: the daemon did not stop)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                pytest.fail(f"daemon pid {self.pid} ignored SIGTERM for {timeout:g}s; killed -9")
+        return self.proc.returncode
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def wait(self, timeout: float = STOP_DEADLINE) -> int:
+        return self.proc.wait(timeout)
+
+
+@dataclass
+class Env:
+    """One temp home plus helpers to drive the CLI and the daemon on it."""
+
+    home: Path
+    tmp: Path
+    daemons: list[Daemon] = field(default_factory=list)
+
+    # --- the CLI -----------------------------------------------------------------------------
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        """`cron-scheduler --home H ARGS...` with the interpreter running the tests."""
+        cmd = [sys.executable, "-m", "cron_scheduler", "--home", str(self.home), *map(str, args)]
+        return self._run(cmd, check, timeout)
+
+    def create_cron(self, job_id: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """`create_cron --home H ID [OPTIONS] SCHEDULE SCRIPT [ARGS]...`."""
+        cmd = [sys.executable, "-c", CREATE_CRON, "--home", str(self.home), job_id, *map(str, args)]
+        return self._run(cmd, check, 60)
+
+    @staticmethod
+    def _run(cmd: list[str], check: bool, timeout: float) -> subprocess.CompletedProcess:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env(),
+                              stdin=subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            pytest.fail(f"{' '.join(cmd[3:] if cmd[1] == '-c' else cmd[2:])} exited {proc.returncode}\n"
+                        f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def history(self, job_id: str | None = None, limit: int = 1000, status: str | None = None) -> list[dict]:
+        """history --json, oldest first (the CLI prints newest first)."""
+        args = ["history"] + ([job_id] if job_id else []) + ["--limit", str(limit)]
+        if status:
+            args += ["--status", status]
+        return list(reversed(self.json(*args)))
+
+    def wait_history(self, what: str, predicate: Callable[[list[dict]], Any], job_id: str | None = None,
+                     timeout: float = DEADLINE) -> Any:
+        """Poll `history --json` until predicate(runs, oldest first) is truthy; return its value."""
+        last: list[list[dict]] = [[]]
+
+        def probe():
+            last[0] = self.history(job_id)
+            return predicate(last[0])
+
+        def describe():
+            rows = [{k: r[k] for k in ("run_id", "job_id", "status", "trigger", "attempt", "reason")}
+                    for r in last[0][-30:]]
+            return "history:\n" + "\n".join(map(str, rows)) + "\nscheduler.log tail:\n" + self.log_tail()
+
+        return wait_until(what, probe, timeout, describe=describe)
+
+    def wait_status(self, job_id: str, status: str, count: int = 1, timeout: float = DEADLINE) -> list[dict]:
+        """Until the job has at least `count` runs with `status`; returns those runs."""
+        return self.wait_history(
+            f"{count} {status} run(s) of {job_id}",
+            lambda runs: (lambda hits: hits if len(hits) >= count else None)(
+                [r for r in runs if r["status"] == status]),
+            job_id, timeout)
+
+    def run_ids(self, result: subprocess.CompletedProcess) -> list[int]:
+        """Run ids from the output of `run`/`rerun` ("run A: runs 4 5")."""
+        line = result.stdout.strip().splitlines()[0]
+        assert ": runs " in line, result.stdout
+        return [int(x) for x in line.split(": runs ", 1)[1].split()]
+
+    # --- files -------------------------------------------------------------------------------
+
+    def script(self, name: str, code: str) -> Path:
+        """A small Python job script in the temp dir."""
+        path = self.tmp / name
+        path.write_text(textwrap.dedent(code).lstrip())
+        path.chmod(0o755)
+        return path
+
+    def log_text(self) -> str:
+        path = self.home / "scheduler.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    # --- the daemon --------------------------------------------------------------------------
+
+    def start_daemon(self, *args: str, wait_started: bool = True) -> Daemon:
+        """Start `python -m cron_scheduler.scheduler --home H ARGS...`; wait for its start line."""
+        n = len(self.daemons)
+        stderr_path = self.tmp / f"daemon{n}.stderr"
+        cmd = [sys.executable, "-m", "cron_scheduler.scheduler", "--home", str(self.home), *args]
+        with open(stderr_path, "wb") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=child_env())
+        daemon = Daemon(proc, stderr_path, cmd)
+        self.daemons.append(daemon)
+        if wait_started:
+            line = f"daemon started: pid {proc.pid},"
+
+            def started():
+                if line in self.log_text():
+                    return True
+                if proc.poll() is not None:
+                    pytest.fail(f"daemon exited {proc.returncode} before starting:\n{daemon.stderr()}")
+                return False
+
+            wait_until("daemon started", started, START_DEADLINE, interval=0.05,
+                       describe=daemon.stderr)
+        return daemon
+
+    def cleanup(self) -> None:
+        problems = []
+        for daemon in self.daemons:
+            if daemon.proc.poll() is None:
+                daemon.proc.send_signal(signal.SIGTERM)
+                try:
+                    daemon.proc.wait(STOP_DEADLINE)
+                except subprocess.TimeoutExpired:
+                    daemon.proc.kill()
+                    daemon.proc.wait(10)
+                    problems.append(f"daemon pid {daemon.pid} ignored SIGTERM; killed -9")
+        if problems:
+            pytest.fail("; ".join(problems))
+
+
+@pytest.fixture
+def e2e(tmp_path: Path):
+    """A temp home (0700, short kill/shutdown grace in config.toml) and its helpers.
+
+    Every daemon started through it is stopped at teardown (SIGTERM, wait; kill -9 last)."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    home.chmod(0o700)
+    (home / "config.toml").write_text(CONFIG)
+    (home / "config.toml").chmod(0o600)
+    env = Env(home=home, tmp=tmp_path)
+    yield env
+    env.cleanup()
+
+
+@pytest.fixture
+def e2e_home(e2e: Env) -> Path:
+    return e2e.home
+
+
+@pytest.fixture
+def daemon(e2e: Env) -> Callable[..., Daemon]:
+    """Factory: daemon("--max-workers", "1") starts the real daemon on the e2e home."""
+    return e2e.start_daemon
