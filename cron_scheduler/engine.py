@@ -123,7 +123,7 @@ class Engine:
         self.history.insert_run(job_id=job.id, slot=to_iso(first), scheduled_for=to_iso(first),
                                 trigger="schedule", status="missed", queued_at=to_iso(now),
                                 finished_at=to_iso(now), missed_count=count, missed_until=to_iso(last),
-                                reason=f"missed {count} slot(s) {span}: not seen in time "
+                                reason=f"missed {'' if plan.counted else 'at least '}{count} slot(s) {span}: not seen in time "
                                        f"(daemon down or stalled); {what}")
         log.warning("job %s missed %d slot(s) %s (%s)", job.id, count, span, what)
 

@@ -21,6 +21,7 @@ from cron_scheduler.models import MAX_RETRY_DELAY, CatchUp, Job, Overlap, Trigge
 MISS_AFTER = timedelta(seconds=60)   # a slot first seen later than this counts as missed
 MAX_CATCH_UP = 100                   # catch-up=all runs at most this many missed slots
 MAX_ENUMERATE = 10000                # slots counted one by one in a missed range
+EPSILON = timedelta(microseconds=1)
 FAILED = ("failed", "timeout", "killed", "blocked", "interrupted")
 
 
@@ -29,6 +30,21 @@ class SlotPlan:
     runs: list[tuple[datetime, Trigger]] = field(default_factory=list)
     missed: list[tuple[datetime, datetime, int]] = field(default_factory=list)  # first, last, count
     cursor: datetime | None = None
+    counted: bool = True    # False: past MAX_ENUMERATE slots, counts are lower bounds
+
+
+def newest_until(job: Job, tz: tzinfo, limit: datetime, floor: datetime) -> datetime:
+    """The newest slot at or before `limit`, given that `floor` is one: search back in
+    growing windows, then walk forward inside the window."""
+    window = timedelta(seconds=1)
+    while True:
+        start = max(floor, limit - window)
+        found = fire_after(job, start, tz) if start > floor else floor
+        if found is not None and found <= limit:
+            while (after := fire_after(job, found, tz)) is not None and after <= limit:
+                found = after
+            return found
+        window *= 8
 
 
 def fingerprint(job: Job) -> str:
@@ -57,6 +73,7 @@ def plan_slots(job: Job, tz: tzinfo, cursor: datetime, now: datetime) -> SlotPla
     """All slots from `cursor` up to `now`: on-time ones run; older ones follow catch_up."""
     on_time: list[datetime] = []
     head: list[datetime] = []          # the oldest late slots, up to one more than catch-up runs
+    counted = True
     prev = last = None                 # the two newest late slots
     count = 0
     slot: datetime | None = cursor
@@ -69,10 +86,16 @@ def plan_slots(job: Job, tz: tzinfo, cursor: datetime, now: datetime) -> SlotPla
                 head.append(slot)
             prev, last = last, slot
             if count >= MAX_ENUMERATE:  # do not walk years of per-second slots one by one
-                slot = fire_after(job, now - MISS_AFTER, tz)
+                counted = False
+                late_limit = now - MISS_AFTER - EPSILON  # a slot exactly MISS_AFTER old is on time
+                newest = newest_until(job, tz, late_limit, slot)
+                if newest > slot:
+                    prev, last = newest_until(job, tz, newest - EPSILON, slot), newest
+                    count += 1 if prev == slot else 2  # a lower bound from here on
+                slot = fire_after(job, late_limit, tz)
                 continue
         slot = fire_after(job, slot, tz)
-    plan = SlotPlan(cursor=slot)
+    plan = SlotPlan(cursor=slot, counted=counted)
     if count and job.catch_up is CatchUp.ALL:
         plan.runs.extend((s, Trigger.CATCH_UP) for s in head[:MAX_CATCH_UP])
         if count > MAX_CATCH_UP:
