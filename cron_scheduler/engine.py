@@ -8,6 +8,7 @@ moves runs waiting for dependencies, and starts queued runs while workers are fr
 from __future__ import annotations
 
 import dataclasses
+import dataclasses
 import heapq
 import logging
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from cron_scheduler import planner, schedule
 from cron_scheduler.errors import CronSchedulerError
-from cron_scheduler.history import History, Run
+from cron_scheduler.history import ACTIVE, History, Run
 from cron_scheduler.home import Config, Home
 from cron_scheduler.models import Job, RunStatus, Trigger, parse_iso, to_iso
 from cron_scheduler.pool import UNKNOWN_STATUS, Pool
@@ -147,8 +148,8 @@ class Engine:
                           queued_at=to_iso(now), trigger=(trigger if is_root else Trigger.DEPENDENCY).value,
                           slot=to_iso(slot) if is_root and slot else None)
             if is_root and status == "queued" and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
-                decision = planner.overlap(job, [r for r in self.active
-                                                 if r.job_id == job_id and r.run_id not in planned])
+                decision = planner.overlap(job, [r for r in self.history.with_status(*ACTIVE, job_id=job_id)
+                                                 if r.run_id not in planned])
                 if decision.action == "skip":
                     status = "skipped"
                     values.update(finished_at=to_iso(now), reason=decision.reason)
@@ -166,17 +167,13 @@ class Engine:
                 log.info("run %d job %s queued (%s, %s)", run_id, job_id, values["trigger"], values["scheduled_for"])
         return created
 
-    @property
-    def active(self) -> list[Run]:
-        return self.history.active_runs()
-
     def advance_waves(self, now: datetime) -> None:
         """Release or block runs waiting for their upstreams."""
-        active = self.active
-        waiting = [r for r in active if r.status == "waiting"]
+        waiting = self.history.with_status("waiting")
         if not waiting:
             return
-        active_jobs = {r.job_id for r in active if r.status != "waiting"}
+        active_jobs = self.history.busy_jobs()
+        waves: dict[int, tuple[dict[str, Run], set[str]]] = {}
         with self.history.transaction():
             for run in waiting:
                 job = self.jobs.get(run.job_id)
@@ -184,11 +181,14 @@ class Engine:
                     why = "job removed" if job is None else "job is paused"
                     self.history.update_run(run.run_id, status="skipped", finished_at=to_iso(now), reason=why)
                     continue
-                latest = {}
-                for r in self.history.wave_runs(run.wave):
-                    latest[r.job_id] = r
-                members = set(self.history.wave_members(run.wave))
+                if run.wave not in waves:  # read each wave once per pass
+                    waves[run.wave] = ({r.job_id: r for r in self.history.wave_runs(run.wave)},
+                                       set(self.history.wave_members(run.wave)))
+                latest, members = waves[run.wave]
                 decision = planner.wave_decision(job, members, latest, self.history.latest_final, active_jobs)
+                if decision.action != "wait":  # later runs of this pass see the decision
+                    latest[run.job_id] = dataclasses.replace(
+                        run, status="queued" if decision.action == "release" else "blocked", reason=decision.reason)
                 if decision.action == "release":
                     self.history.update_run(run.run_id, status="queued", queued_at=to_iso(now))
                     log.info("run %d job %s released: upstreams succeeded", run.run_id, run.job_id)
@@ -201,14 +201,14 @@ class Engine:
         """After a success in a wave, give blocked downstream jobs of that wave one new chance:
         those that no other failed upstream still blocks (a success of an unrelated upstream
         must not release a job only to block it again, recording it blocked twice)."""
-        if run.wave is None:
-            return
         downstream = set(planner.wave_members([run.job_id], self.jobs)) - {run.job_id}
+        if run.wave is None or not downstream:
+            return
         latest: dict[str, Run] = {}
         for r in self.history.wave_runs(run.wave):
             latest[r.job_id] = r
         members = set(self.history.wave_members(run.wave))
-        active_jobs = {r.job_id for r in self.active if r.status != "waiting"}
+        active_jobs = self.history.busy_jobs()
         blocked = sorted(j for j in downstream
                          if j in self.jobs and j in latest and latest[j].status == "blocked")
         progress = True
@@ -231,43 +231,58 @@ class Engine:
     # --- starting and finishing runs ---------------------------------------------------------
 
     def start_queued(self, now: datetime) -> None:
+        """Give free workers to queued runs in priority order. All chosen runs are marked
+        running in one commit before any is spawned (write-ahead), their pids in a second."""
         free = self.pool.free_slots()
-        if free <= 0:
+        chosen: list[tuple[Job, Run]] = []
+        if free > 0:
+            running_jobs = self.history.running_jobs()
+            offset, page = 0, 64
+            while len(chosen) < free:
+                runs = self.history.queued(to_iso(now), offset + page)[offset:]
+                for run in runs:
+                    job = self.jobs.get(run.job_id)
+                    if job is None:
+                        self.history.update_run(run.run_id, status="skipped", finished_at=to_iso(now),
+                                                reason="job removed")
+                    elif planner.can_start(job, run, running_jobs, now) and len(chosen) < free:
+                        chosen.append((job, run))
+                        running_jobs.add(job.id)
+                if len(runs) < page:
+                    break
+                offset += page
+        if not chosen:
             return
-        active = self.active
-        running_jobs = {r.job_id for r in active if r.status == "running"}
-        for run in planner.queue_order(r for r in active if r.status == "queued"):
-            if free <= 0:
-                break
-            job = self.jobs.get(run.job_id)
-            if job is None:
-                self.history.update_run(run.run_id, status="skipped", finished_at=to_iso(now), reason="job removed")
-                continue
-            if not planner.can_start(job, run, running_jobs, now):
-                continue
-            self.launch(job, run, now)
-            running_jobs.add(job.id)
-            free -= 1
+        specs = []
+        with self.history.transaction():
+            for job, run in chosen:
+                specs.append(self._write_ahead(job, run, now))
+        started = []
+        for (job, run), spec in zip(chosen, specs):
+            pid = self.pool.submit(spec)
+            if pid is not None:
+                started.append((job, run, pid))
+        from cron_scheduler.runner import process_start_time
+        with self.history.transaction():
+            for job, run, pid in started:
+                self.history.update_run(run.run_id, pid=pid, pid_start=process_start_time(pid))
+        for job, run, pid in started:
+            log.info("run %d job %s started pid %d (%s, slot %s)", run.run_id, job.id, pid, run.trigger,
+                     run.scheduled_for)
 
-    def launch(self, job: Job, run: Run, now: datetime) -> None:
+    def _write_ahead(self, job: Job, run: Run, now: datetime) -> RunSpec:
+        """Record the run as running, with its marker, before its process exists."""
         marker = uuid.uuid4().hex
         log_path = self.home.run_log(job.id, run.run_id)
         late = (now - parse_iso(run.scheduled_for)).total_seconds()
         reason = run.reason
         if run.trigger in ("schedule", "catch-up", "retry") and late > planner.MISS_AFTER.total_seconds():
             reason = f"started {late:.0f}s late"
-        # write-ahead: the row says running (with its marker) before the process exists
         self.history.update_run(run.run_id, status="running", started_at=to_iso(now), marker=marker,
                                 output_path=str(log_path), reason=reason)
-        spec = RunSpec(run_id=run.run_id, job_id=job.id, argv=self.argv(job), env=self.env(job, run),
+        return RunSpec(run_id=run.run_id, job_id=job.id, argv=self.argv(job), env=self.env(job, run),
                        cwd=job.cwd, log_path=log_path, max_output=job.max_output, timeout=job.timeout,
                        marker=marker)
-        pid = self.pool.submit(spec)
-        if pid is not None:
-            from cron_scheduler.runner import process_start_time
-            self.history.update_run(run.run_id, pid=pid, pid_start=process_start_time(pid))
-            log.info("run %d job %s started pid %d (%s, slot %s)", run.run_id, job.id, pid, run.trigger,
-                     run.scheduled_for)
 
     @staticmethod
     def argv(job: Job) -> tuple[str, ...]:
@@ -331,8 +346,7 @@ class Engine:
 
     def retry_due(self) -> datetime | None:
         """The earliest not-before time of a queued retry."""
-        times = [parse_iso(r.not_before) for r in self.active if r.status == "queued" and r.not_before]
-        return min(times) if times else None
+        return parse_iso(self.history.earliest_retry())
 
 
 def _status_of(result: RunResult) -> str:
@@ -394,7 +408,7 @@ class Requests:
 
     def do_stop(self, args: dict, now: datetime) -> str:
         engine = self.engine
-        targets = [r for r in engine.active
+        targets = [r for r in engine.history.with_status(*ACTIVE)
                    if args.get("all") or r.job_id in args.get("jobs", ()) or r.run_id in args.get("runs", ())]
         with engine.history.transaction():
             for run in targets:
@@ -422,9 +436,7 @@ def recover(engine: Engine, now: datetime) -> None:
     """Resolve runs a previous daemon left `running`: re-supervise the ones whose process still
     lives (pid and start time match), else record them interrupted (and retry if allowed)."""
     from cron_scheduler.runner import find_marked, kill_tree, process_start_time
-    for run in engine.active:
-        if run.status != "running":
-            continue
+    for run in engine.history.with_status("running"):
         alive = (run.pid is not None and run.pid_start is not None
                  and process_start_time(run.pid) == run.pid_start)
         job = engine.jobs.get(run.job_id)

@@ -108,7 +108,6 @@ class Request:
 class History:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
-        self._active: tuple[int, list[Run]] | None = None
         self._data_version: int | None = None
 
     # --- opening -----------------------------------------------------------------------
@@ -187,14 +186,36 @@ class History:
         sql += " ORDER BY run_id DESC" + (f" LIMIT {int(limit)}" if limit else "")
         return [Run(**dict(r)) for r in self.conn.execute(sql, args)]
 
-    def active_runs(self) -> list[Run]:
-        """Runs queued, waiting or running. Cached until this connection writes again: only
-        the daemon writes runs, so an idle daemon's wake-ups cost no query."""
-        if self._active is None or self._active[0] != self.conn.total_changes:
-            runs = [Run(**dict(r)) for r in self.conn.execute(
-                "SELECT * FROM runs WHERE status IN ('queued', 'waiting', 'running') ORDER BY run_id")]
-            self._active = (self.conn.total_changes, runs)
-        return list(self._active[1])
+    def with_status(self, *statuses: str, job_id: str | None = None) -> list[Run]:
+        """Runs in these statuses (the active ones are indexed), oldest first."""
+        sql = f"SELECT * FROM runs WHERE status IN ({', '.join('?' * len(statuses))})"
+        args: list[Any] = list(statuses)
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            args.append(job_id)
+        return [Run(**dict(r)) for r in self.conn.execute(sql + " ORDER BY run_id", args)]
+
+    def busy_jobs(self) -> set[str]:
+        """Jobs with a run queued or running."""
+        return {r[0] for r in self.conn.execute(
+            "SELECT DISTINCT job_id FROM runs WHERE status IN ('queued', 'running')")}
+
+    def running_jobs(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT job_id FROM runs WHERE status = 'running'")}
+
+    def queued(self, now: str, limit: int) -> list[Run]:
+        """Queued runs whose time has come, in start order: priority, scheduled time, age."""
+        return [Run(**dict(r)) for r in self.conn.execute(
+            "SELECT * FROM runs WHERE status = 'queued' AND (not_before IS NULL OR not_before <= ?) "
+            "ORDER BY priority DESC, scheduled_for, run_id LIMIT ?", (now, limit))]
+
+    def earliest_retry(self) -> str | None:
+        return self.conn.execute("SELECT MIN(not_before) FROM runs WHERE status = 'queued' "
+                                 "AND not_before IS NOT NULL").fetchone()[0]
+
+    def has_active(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM runs WHERE status IN ('queued', 'waiting', 'running') "
+                                 "LIMIT 1").fetchone() is not None
 
     def others_wrote(self) -> bool:
         """Whether another connection (the CLI) committed since the last call."""

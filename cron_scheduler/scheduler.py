@@ -129,7 +129,7 @@ class Daemon:
                 once_deadline = now
             engine.advance_waves(now)
             engine.start_queued(now)
-            if self.once and not engine.active:
+            if self.once and not engine.history.has_active():
                 log.info("--once: nothing left to run; exiting")
                 return 0
             for result in pool.wait(self._timeout(engine, now)):
