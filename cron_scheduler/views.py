@@ -106,11 +106,19 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         return "no jobs"
     header = ("ID", "SCHEDULE", "NEXT RUN", "STATE", "DEPENDS", "COMMAND")
     table = [header] + [(r["id"], r["schedule"], _local(r["next_run"]),
-                         "enabled" if r["enabled"] else "paused",
+                         _state(r),
                          ",".join(r["depends_on"]) or "-", " ".join(r["command"])[:60]) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
                      for row in table)
+
+
+def _state(row: dict[str, Any]) -> str:
+    if not row["enabled"]:
+        return "paused"
+    if row["schedule"].lower() == "@once" and row["next_run"] is None:
+        return "completed"  # its one slot has passed
+    return "enabled"
 
 
 def format_job(data: dict[str, Any]) -> str:

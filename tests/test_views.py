@@ -1,0 +1,33 @@
+"""Text views: state column and dependency graph."""
+
+import subprocess
+import sys
+
+
+def cli(home, *args):
+    return subprocess.run([sys.executable, "-m", "cron_scheduler", "--home", str(home), *args],
+                          capture_output=True, text=True)
+
+
+def test_once_job_shows_completed_after_its_slot_and_enabled_before(tmp_path):
+    home = tmp_path / "home"
+    assert cli(home, "add", "past", "--start-at", "2020-01-01T00:00", "@once", "/bin/true").returncode == 0
+    assert cli(home, "add", "future", "--start-at", "2099-01-01T00:00", "@once", "/bin/true").returncode == 0
+    assert cli(home, "add", "held", "--paused", "@daily", "/bin/true").returncode == 0
+    rows = {line.split()[0]: line.split() for line in cli(home, "list").stdout.splitlines()[1:]}
+    assert "completed" in rows["past"]
+    assert "enabled" in rows["future"]
+    assert "paused" in rows["held"]
+
+
+def test_graph_prints_downstream_jobs_indented_under_their_upstream(tmp_path):
+    home = tmp_path / "home"
+    cli(home, "add", "extract", "@daily", "/bin/true")
+    cli(home, "add", "transform", "--depends-on", "extract", "@after", "/bin/true")
+    cli(home, "add", "load", "--depends-on", "transform", "@after", "/bin/true")
+    out = cli(home, "graph").stdout.splitlines()
+    assert out[0].startswith("extract [@daily]")
+    assert out[1].strip().startswith("└── transform") and out[1].startswith("    ")
+    assert out[2].strip().startswith("└── load") and out[2].startswith("        ")
+    unknown = cli(home, "graph", "nope")
+    assert unknown.returncode == 1 and "nope" in unknown.stderr
