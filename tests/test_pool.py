@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import pid_alive as alive
 from cron_scheduler.pool import UNKNOWN_STATUS, LocalPool
 from cron_scheduler.runner import (MARKER_VAR, RunResult, RunSpec, find_marked, kill_tree,
                                    process_start_time)
@@ -77,21 +78,6 @@ def wait_for(pool: LocalPool, run_ids, deadline: float = 30.0) -> dict[int, RunR
         assert left > 0, f"runs {wanted - got.keys()} did not finish in {deadline}s"
         got.update((r.run_id, r) for r in pool.wait(left))
     return got
-
-
-def alive(pid: int) -> bool:
-    """Exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return data[data.rindex(")") + 2] != "Z"
 
 
 def poll_until(predicate, deadline: float = 20.0, pool: LocalPool | None = None) -> bool:

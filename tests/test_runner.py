@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import pid_alive as alive
 from cron_scheduler.runner import (MARKER_VAR, RunSpec, find_marked, kill_tree, open_log,
                                    process_running, process_start_time, spawn,
                                    spawn_error_message)
@@ -30,21 +31,6 @@ def read_all(fd: int) -> bytes:
         chunks.append(chunk)
     os.close(fd)
     return b"".join(chunks)
-
-
-def alive(pid: int) -> bool:
-    """Exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return data[data.rindex(")") + 2] != "Z"
 
 
 def poll_until(predicate, deadline: float = 20.0, interval: float = 0.02) -> bool:

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from .conftest import pid_exists, pid_state, wait_until
+from harness import pid_exists, pid_state, wait_until
 
 MiB = 1024 * 1024
 

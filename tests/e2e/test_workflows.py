@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from .conftest import ts
+from harness import ts
 
 FINAL = ("succeeded", "failed", "timeout", "killed", "skipped", "blocked", "missed", "interrupted")
 

@@ -22,7 +22,7 @@ from cron_scheduler.home import Home
 from cron_scheduler.runner import find_marked
 from cron_scheduler.store import Store
 
-from .conftest import ACTIVE, marked_processes, pid_alive, wait_until
+from harness import ACTIVE, marked_processes, pid_alive, wait_until
 
 SEED = 20260308
 KILLS = 30

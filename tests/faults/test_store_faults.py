@@ -21,7 +21,7 @@ from cron_scheduler.home import Home
 from cron_scheduler.models import Job, to_iso, utcnow
 from cron_scheduler.store import Store
 
-from .conftest import child_env, make_home
+from harness import child_env, make_home
 
 SEED = 4242
 KILLS = 30

@@ -27,7 +27,7 @@ from cron_scheduler.pool import Pool
 from cron_scheduler.runner import RunResult, RunSpec
 from cron_scheduler.store import Store
 
-from .conftest import make_home
+from harness import make_home
 
 T0 = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 FAKE_PID = 2 ** 22 + 4242  # above any pid_max: no process has it
