@@ -63,7 +63,7 @@ def rerun_cmd(run_id, home):
     from cron_scheduler.control import send_request
     from cron_scheduler.history import History
     h = get_home(home)
-    with History.open_readonly(h) as history:
+    with History.opened(h) as history:
         history.get_run(run_id)
     _, result = send_request(h, "rerun", {"run_id": run_id})
     _announce(result, f"rerun {run_id}")
@@ -109,7 +109,7 @@ def logs_cmd(job_id, which, follow, home):
     except FileNotFoundError:
         click.echo(f"(run {run.run_id} has no output file)", err=True)
         return
-    with fh, History.open_readonly(h) as history:
+    with fh, History.opened(h) as history:
         while True:
             chunk = fh.read(65536)
             if chunk:

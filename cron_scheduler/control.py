@@ -24,7 +24,7 @@ ONE_SECOND = timedelta(seconds=1)
 
 def send_request(home: Home, kind: str, args: dict[str, Any], timeout: float = 10.0) -> tuple[int, str | None]:
     """Queue a request; wait for the daemon's answer when a daemon runs. -> (id, result or None)."""
-    with History.open_readonly(home) as history:
+    with History.opened(home) as history:
         request_id = history.add_request(kind, args, to_iso(utcnow()))
         pid = daemon_pid(home)
         if pid is None or pid <= 0:
@@ -53,7 +53,7 @@ def run_ids(result: str | None) -> list[int]:
 def wait_for_runs(home: Home, ids: list[int], timeout: float | None) -> list[Run]:
     """Poll until the runs and whatever they caused in their wave (retries, downstream) are final."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    with History.open_readonly(home) as history:
+    with History.opened(home) as history:
         while True:
             runs = [history.get_run(i) for i in ids]
             waves = {r.wave for r in runs if r.wave is not None}
@@ -92,12 +92,12 @@ def history_view(home: Home, job_id: str | None, limit: int, status: str | None)
         raise InvalidOption(f"unknown status {status!r}: choose from {', '.join(s.value for s in RunStatus)}")
     if not home.state_db.exists():
         return []
-    with History.open_readonly(home) as history:
+    with History.opened(home) as history:
         return [run_view(r) for r in history.runs(job_id, status, limit)]
 
 
 def find_run(home: Home, job_id: str, which: str) -> Run:
-    with History.open_readonly(home) as history:
+    with History.opened(home) as history:
         if which == "last":
             runs = [r for r in history.runs(job_id, limit=50) if r.output_path]
             if not runs:
@@ -116,7 +116,7 @@ def explain(home: Home, job_id: str, at: datetime | None) -> list[str]:
     """Why a job did or did not run at a slot (or recently), from its records."""
     from cron_scheduler.jobs import JobService
     jobs = JobService(home).all()
-    with History.open_readonly(home) as history:
+    with History.opened(home) as history:
         runs = history.runs(job_id, limit=500)
     if job_id not in jobs and not runs:
         raise UnknownJob(job_id)

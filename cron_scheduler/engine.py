@@ -8,10 +8,10 @@ moves runs waiting for dependencies, and starts queued runs while workers are fr
 from __future__ import annotations
 
 import dataclasses
-import dataclasses
 import heapq
 import logging
 import os
+import signal
 import sys
 import uuid
 from datetime import datetime, timedelta, tzinfo
@@ -21,9 +21,9 @@ from cron_scheduler import planner, schedule
 from cron_scheduler.errors import CronSchedulerError
 from cron_scheduler.history import ACTIVE, History, Run
 from cron_scheduler.home import Config, Home
-from cron_scheduler.models import Job, RunStatus, Trigger, parse_iso, to_iso
+from cron_scheduler.models import UTC, Job, RunStatus, Trigger, parse_iso, to_iso
 from cron_scheduler.pool import UNKNOWN_STATUS, Pool
-from cron_scheduler.runner import RunResult, RunSpec
+from cron_scheduler.runner import RunResult, RunSpec, kill_tree, process_start_time
 from cron_scheduler.store import Store
 
 log = logging.getLogger("cron_scheduler")
@@ -38,7 +38,6 @@ class Engine:
         self.cursors: dict[str, datetime | None] = {}
         self.heap: list[tuple[datetime, str]] = []
         self.signature = None
-        self.markers: dict[int, str] = {}
 
     # --- jobs and cursors --------------------------------------------------------------------
 
@@ -156,7 +155,7 @@ class Engine:
                     log.info("job %s slot %s skipped: %s", job_id, values["scheduled_for"], decision.reason)
                 elif decision.action == "replace":
                     for victim in decision.victims:
-                        self.kill(victim, f"replaced by a newer run (overlap=replace)", now)
+                        self.kill(victim, "replaced by a newer run (overlap=replace)", now)
                 elif decision.action == "queue":
                     values.update(reason=decision.reason)
             run_id = self.history.insert_run(status=status, **values)
@@ -172,7 +171,7 @@ class Engine:
         waiting = self.history.with_status("waiting")
         if not waiting:
             return
-        active_jobs = self.history.busy_jobs()
+        active_jobs = self.history.job_ids("queued", "running")
         waves: dict[int, tuple[dict[str, Run], set[str]]] = {}
         with self.history.transaction():
             for run in waiting:
@@ -182,8 +181,7 @@ class Engine:
                     self.history.update_run(run.run_id, status="skipped", finished_at=to_iso(now), reason=why)
                     continue
                 if run.wave not in waves:  # read each wave once per pass
-                    waves[run.wave] = ({r.job_id: r for r in self.history.wave_runs(run.wave)},
-                                       set(self.history.wave_members(run.wave)))
+                    waves[run.wave] = self._wave_state(run.wave)
                 latest, members = waves[run.wave]
                 decision = planner.wave_decision(job, members, latest, self.history.latest_final, active_jobs)
                 if decision.action != "wait":  # later runs of this pass see the decision
@@ -204,11 +202,8 @@ class Engine:
         downstream = set(planner.wave_members([run.job_id], self.jobs)) - {run.job_id}
         if run.wave is None or not downstream:
             return
-        latest: dict[str, Run] = {}
-        for r in self.history.wave_runs(run.wave):
-            latest[r.job_id] = r
-        members = set(self.history.wave_members(run.wave))
-        active_jobs = self.history.busy_jobs()
+        latest, members = self._wave_state(run.wave)
+        active_jobs = self.history.job_ids("queued", "running")
         blocked = sorted(j for j in downstream
                          if j in self.jobs and j in latest and latest[j].status == "blocked")
         progress = True
@@ -228,6 +223,10 @@ class Engine:
                 progress = True
                 log.info("job %s released in wave %d after run %d succeeded", job_id, run.wave, run.run_id)
 
+    def _wave_state(self, wave: int) -> tuple[dict[str, Run], set[str]]:
+        """The latest run of each job in a wave, and the wave's members."""
+        return ({r.job_id: r for r in self.history.wave_runs(wave)}, set(self.history.wave_members(wave)))
+
     # --- starting and finishing runs ---------------------------------------------------------
 
     def start_queued(self, now: datetime) -> None:
@@ -236,10 +235,10 @@ class Engine:
         free = self.pool.free_slots()
         chosen: list[tuple[Job, Run]] = []
         if free > 0:
-            running_jobs = self.history.running_jobs()
+            running_jobs = self.history.job_ids("running")
             offset, page = 0, 64
             while len(chosen) < free:
-                runs = self.history.queued(to_iso(now), offset + page)[offset:]
+                runs = self.history.queued(to_iso(now), page, offset)
                 for run in runs:
                     job = self.jobs.get(run.job_id)
                     if job is None:
@@ -262,7 +261,6 @@ class Engine:
             pid = self.pool.submit(spec)
             if pid is not None:
                 started.append((job, run, pid))
-        from cron_scheduler.runner import process_start_time
         with self.history.transaction():
             for job, run, pid in started:
                 self.history.update_run(run.run_id, pid=pid, pid_start=process_start_time(pid))
@@ -316,7 +314,7 @@ class Engine:
                 started_at=to_iso(_instant(result.started_at)) or run.started_at, exit_code=result.exit_code,
                 signal=signame, reason=reason, output_bytes=result.output_bytes, truncated=int(result.truncated),
                 cpu_user=result.cpu_user, cpu_sys=result.cpu_sys, max_rss_kb=result.max_rss_kb)
-            run = self.history.get_run(run.run_id)
+            run = dataclasses.replace(run, status=status)
             job = self.jobs.get(run.job_id)
             if job is not None and planner.should_retry(job, run):
                 delay = planner.retry_delay(job, run.attempt)
@@ -364,7 +362,6 @@ def _status_of(result: RunResult) -> str:
 def _signal_name(signum: int | None) -> str | None:
     if signum is None:
         return None
-    import signal
     try:
         return signal.Signals(signum).name
     except ValueError:
@@ -372,7 +369,6 @@ def _signal_name(signum: int | None) -> str | None:
 
 
 def _instant(ts: float | None) -> datetime | None:
-    from cron_scheduler.models import UTC
     return datetime.fromtimestamp(ts, UTC) if ts else None
 
 
@@ -387,12 +383,12 @@ class Requests:
         if not history.others_wrote():
             return
         for request in history.pending_requests():
+            handler = getattr(self, f"do_{request.kind}", None)
             try:
-                result = getattr(self, f"do_{request.kind}")(request.args, now)
+                result = (handler(request.args, now) if handler else
+                          f"error: unknown request {request.kind!r}")
             except CronSchedulerError as exc:
                 result = f"error: {exc}"
-            except AttributeError:
-                result = f"error: unknown request {request.kind!r}"
             with history.transaction():
                 history.finish_request(request.id, to_iso(now), result)
             log.info("request %d %s %s: %s", request.id, request.kind, request.args, result)
@@ -435,7 +431,6 @@ class Requests:
 def recover(engine: Engine, now: datetime) -> None:
     """Resolve runs a previous daemon left `running`: re-supervise the ones whose process still
     lives (pid and start time match), else record them interrupted (and retry if allowed)."""
-    from cron_scheduler.runner import find_marked, kill_tree, process_start_time
     for run in engine.history.with_status("running"):
         alive = (run.pid is not None and run.pid_start is not None
                  and process_start_time(run.pid) == run.pid_start)
@@ -447,15 +442,11 @@ def recover(engine: Engine, now: datetime) -> None:
                                  remaining, Path(run.output_path), start_time=run.pid_start):
                 log.warning("run %d job %s re-supervised (pid %d still running)", run.run_id, run.job_id, run.pid)
                 continue
-        if run.marker:
-            leftovers = find_marked(run.marker)
-            if leftovers:
-                kill_tree(None, run.marker, 9)
+        if run.marker:  # descendants that outlived it: by marker only (its group id may be reused)
+            kill_tree(0, run.marker, signal.SIGKILL)
         why = ("daemon stopped while it ran; outcome unknown" if run.pid is not None
                else "daemon stopped while starting it; it may not have started")
         result = RunResult(run_id=run.run_id, pid=run.pid, started_at=parse_iso(run.started_at).timestamp(),
-                           finished_at=now.timestamp(), exit_code=None, signal=None, timed_out=False,
-                           cancelled=False, cancel_reason=None, output_bytes=0, truncated=False,
-                           cpu_user=0.0, cpu_sys=0.0, max_rss_kb=0, error=why)
+                           finished_at=now.timestamp(), error=why)
         engine.record(result, now, status="interrupted")
         log.warning("run %d job %s interrupted: %s", run.run_id, run.job_id, why)

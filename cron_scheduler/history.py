@@ -128,8 +128,8 @@ class History:
 
     @classmethod
     @contextmanager
-    def open_readonly(cls, home: Home) -> Iterator["History"]:
-        """For CLI reads; yields an empty-ish view when no daemon ever ran."""
+    def opened(cls, home: Home) -> Iterator["History"]:
+        """Open for the length of a `with` block (the CLI's reads and requests)."""
         history = cls.open(home)
         try:
             yield history
@@ -169,8 +169,7 @@ class History:
             raise UnknownRun(f"unknown run id: {run_id}")
         return Run(**dict(row))
 
-    def runs(self, job_id: str | None = None, status: str | None = None, limit: int | None = 50,
-             since: str | None = None) -> list[Run]:
+    def runs(self, job_id: str | None = None, status: str | None = None, limit: int | None = 50) -> list[Run]:
         """Newest first."""
         where, args = [], []
         if job_id is not None:
@@ -179,9 +178,6 @@ class History:
         if status is not None:
             where.append("status = ?")
             args.append(status)
-        if since is not None:
-            where.append("COALESCE(missed_until, scheduled_for) >= ?")
-            args.append(since)
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY run_id DESC" + (f" LIMIT {int(limit)}" if limit else "")
         return [Run(**dict(r)) for r in self.conn.execute(sql, args)]
@@ -195,19 +191,17 @@ class History:
             args.append(job_id)
         return [Run(**dict(r)) for r in self.conn.execute(sql + " ORDER BY run_id", args)]
 
-    def busy_jobs(self) -> set[str]:
-        """Jobs with a run queued or running."""
+    def job_ids(self, *statuses: str) -> set[str]:
+        """Jobs with a run in one of these statuses."""
         return {r[0] for r in self.conn.execute(
-            "SELECT DISTINCT job_id FROM runs WHERE status IN ('queued', 'running')")}
+            f"SELECT DISTINCT job_id FROM runs WHERE status IN ({', '.join('?' * len(statuses))})", statuses)}
 
-    def running_jobs(self) -> set[str]:
-        return {r[0] for r in self.conn.execute("SELECT DISTINCT job_id FROM runs WHERE status = 'running'")}
-
-    def queued(self, now: str, limit: int) -> list[Run]:
-        """Queued runs whose time has come, in start order: priority, scheduled time, age."""
+    def queued(self, now: str, limit: int, offset: int = 0) -> list[Run]:
+        """Queued runs whose time has come, in start order: priority (higher first), then
+        scheduled time, then age."""
         return [Run(**dict(r)) for r in self.conn.execute(
             "SELECT * FROM runs WHERE status = 'queued' AND (not_before IS NULL OR not_before <= ?) "
-            "ORDER BY priority DESC, scheduled_for, run_id LIMIT ?", (now, limit))]
+            "ORDER BY priority DESC, scheduled_for, run_id LIMIT ? OFFSET ?", (now, limit, offset))]
 
     def earliest_retry(self) -> str | None:
         return self.conn.execute("SELECT MIN(not_before) FROM runs WHERE status = 'queued' "

@@ -3,7 +3,7 @@
 The scheduler loop asks it, for each due job, which slots run, which are missed and where the
 job's cursor goes next; whether a new run may start beside the job's active runs (overlap);
 when a retry is due; whether a run waiting for its dependencies is released or blocked; and
-in which order queued runs get workers.
+whether a queued run may start now (their start order is an indexed query in `history`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ MISS_AFTER = timedelta(seconds=60)   # a slot first seen later than this counts 
 MAX_CATCH_UP = 100                   # catch-up=all runs at most this many missed slots
 MAX_ENUMERATE = 10000                # slots counted one by one in a missed range
 EPSILON = timedelta(microseconds=1)
-FAILED = ("failed", "timeout", "killed", "blocked", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -148,11 +147,6 @@ def can_start(job: Job | None, run: Run, running_jobs: Iterable[str], now: datet
     if job is not None and job.overlap is not Overlap.ALLOW and run.trigger != "manual" and job.id in running_jobs:
         return False
     return True
-
-
-def queue_order(runs: Iterable[Run]) -> list[Run]:
-    """Queued runs start by priority (higher first), then scheduled time, then age."""
-    return sorted(runs, key=lambda r: (-r.priority, r.scheduled_for, r.run_id))
 
 
 @dataclass(frozen=True)

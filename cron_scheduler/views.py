@@ -36,7 +36,7 @@ def _daemon_cursors(home: Home) -> dict[str, dict[str, datetime]]:
     if not home.state_db.exists():
         return {}
     from cron_scheduler.history import History
-    with History.open_readonly(home) as history:
+    with History.opened(home) as history:
         return {job_id: {fp: parse_iso(slot)} for job_id, (fp, slot) in history.job_states().items() if slot}
 
 
@@ -89,7 +89,7 @@ def status_view(home: Home) -> dict[str, Any]:
     running: list[int] = []
     if home.state_db.exists():
         from cron_scheduler.history import History
-        with History.open_readonly(home) as history:
+        with History.opened(home) as history:
             running = history.running_ids()
     return {"home": str(home.root), "daemon_running": pid is not None, "pid": pid, "jobs": len(jobs),
             "running": running, "next_due": min(due) if due else None}

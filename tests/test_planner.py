@@ -284,20 +284,6 @@ def test_can_start_keeps_one_run_per_job_unless_allow_or_manual():
     assert planner.can_start(job(), run(status="queued"), {"other"}, T0)
 
 
-# --- queue order -----------------------------------------------------------------------------
-
-def test_queue_order_priority_then_slot_then_age():
-    t1, t2 = T0.isoformat(), (T0 + MIN).isoformat()
-    low = run(priority=1, scheduled_for=t1)
-    high_late = run(priority=5, scheduled_for=t2)
-    high_early = run(priority=5, scheduled_for=t1)
-    mid_a = run(priority=3, scheduled_for=t1)
-    mid_b = run(priority=3, scheduled_for=t1)
-    neg = run(priority=-2, scheduled_for=t1)
-    ordered = planner.queue_order([neg, low, mid_b, high_late, mid_a, high_early])
-    assert ordered == [high_early, high_late, mid_a, mid_b, low, neg]
-
-
 # --- waves -----------------------------------------------------------------------------------
 
 def decide(j: Job, members, wave_runs=(), outside=None, active=()):

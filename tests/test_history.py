@@ -1,0 +1,28 @@
+"""history.py against a real state.db: start order of queued runs."""
+
+from datetime import datetime, timedelta, timezone
+
+from cron_scheduler.history import History
+from cron_scheduler.home import Home
+
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
+
+
+def test_queued_runs_come_by_priority_then_slot_then_age_and_page(tmp_path):
+    with History.opened(Home(tmp_path / "home")) as history:
+        t1, t2 = T0.isoformat(), (T0 + timedelta(minutes=1)).isoformat()
+
+        def queue(name, priority, scheduled_for, **extra):
+            return history.insert_run(job_id=name, scheduled_for=scheduled_for, trigger="manual",
+                                      status="queued", priority=priority, **extra)
+        low = queue("low", 1, t1)
+        high_late = queue("high_late", 5, t2)
+        mid_b_first = queue("mid_a", 3, t1)
+        neg = queue("neg", -2, t1)
+        mid_b_second = queue("mid_b", 3, t1)
+        high_early = queue("high_early", 5, t1)
+        queue("later", 9, t1, not_before=(T0 + timedelta(hours=1)).isoformat())  # not due yet
+        now = T0.isoformat()
+        order = [r.run_id for r in history.queued(now, 100)]
+        assert order == [high_early, high_late, mid_b_first, mid_b_second, low, neg]
+        assert [r.run_id for r in history.queued(now, 2, offset=2)] == order[2:4]
