@@ -1,8 +1,9 @@
 """The daemon's engine: applies the planner's decisions to state.db and the pool.
 
-One `tick(now)` reloads the store when it changed, handles CLI requests, fires due slots,
-moves runs waiting for dependencies, and starts queued runs while workers are free;
-`record(result)` closes a finished run (retry, block or release downstream jobs).
+Each pass of the daemon's loop calls `reload` (the store, when it changed), `fire_due` (timer
+slots), `advance_waves` (runs waiting for dependencies) and `start_queued` (free workers);
+`record(result)` closes a finished run (retry, block or release downstream jobs);
+`Requests` handles CLI requests and `recover` what a crashed daemon left running.
 """
 
 from __future__ import annotations

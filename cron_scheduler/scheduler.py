@@ -8,6 +8,7 @@ one stat call). It never busy-polls.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import logging
 import logging.handlers
@@ -102,7 +103,7 @@ class Daemon:
                     engine.open_wave([job_id], Trigger.REBOOT, now, now)
 
     def _loop(self, engine, requests, pool) -> int:
-        once_deadline = None
+        fired = False  # with --once, timer slots are taken once, at start
         while True:
             now = utcnow()
             if self.reload_requested:
@@ -110,7 +111,7 @@ class Daemon:
                 try:  # a broken config.toml is reported; the daemon keeps its last good config
                     config = load_config(self.home)
                     # the pool is sized once: keep the max_workers in force (--max-workers)
-                    self.config = Config(**{**config.__dict__, "max_workers": self.config.max_workers})
+                    self.config = dataclasses.replace(config, max_workers=self.config.max_workers)
                     engine.config = self.config
                 except CronSchedulerError as exc:
                     log.error("config not reloaded, keeping the last good one: %s", exc)
@@ -124,9 +125,9 @@ class Daemon:
             if self.stopping:
                 return self._shutdown(engine, pool)
             requests.handle(now)
-            if not self.once or once_deadline is None:
+            if not (self.once and fired):
                 engine.fire_due(now)
-                once_deadline = now
+                fired = True
             engine.advance_waves(now)
             engine.start_queued(now)
             if self.once and not engine.history.has_active():
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_workers is not None:
             if args.max_workers < 1:
                 raise CronSchedulerError("--max-workers must be at least 1")
-            config = Config(**{**config.__dict__, "max_workers": args.max_workers})
+            config = dataclasses.replace(config, max_workers=args.max_workers)
         setup_logging(home, config, args.log_level)
         return Daemon(home, config, once=args.once).run()
     except CronSchedulerError as exc:

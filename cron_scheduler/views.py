@@ -116,7 +116,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def _state(row: dict[str, Any]) -> str:
     if not row["enabled"]:
         return "paused"
-    if row["schedule"].lower() == "@once" and row["next_run"] is None:
+    if row["next_run"] is None and schedule.parse(row["schedule"]).kind is schedule.Kind.ONCE:
         return "completed"  # its one slot has passed
     return "enabled"
 
