@@ -24,7 +24,7 @@ from cron_scheduler.history import ACTIVE, History, Run
 from cron_scheduler.home import Config, Home
 from cron_scheduler.models import UTC, Job, RunStatus, Trigger, parse_iso, to_iso
 from cron_scheduler.pool import UNKNOWN_STATUS, Pool
-from cron_scheduler.runner import RunResult, RunSpec, kill_tree, process_start_time
+from cron_scheduler.runner import RunResult, RunSpec, kill_tree, pipe_path, process_start_time
 from cron_scheduler.store import Store
 
 log = logging.getLogger("cron_scheduler")
@@ -76,8 +76,8 @@ class Engine:
         else:
             try:
                 cursor = planner.first_cursor(job, self.zone_of(job), now, first_sight=state is None)
-            except CronSchedulerError as exc:
-                log.error("job %s: %s", job.id, exc)
+            except Exception as exc:  # noqa: BLE001 - one job's schedule must not stop the others
+                _log_unschedulable(job.id, exc)
                 cursor = None
             self.history.set_job_state(job.id, fp, to_iso(cursor))
         if old is None and self.jobs:  # at start, one summary line instead of one per job
@@ -102,7 +102,12 @@ class Engine:
         while (when := self.next_slot()) is not None and when <= now:
             job_id = heapq.heappop(self.heap)[1]
             job = self.jobs[job_id]
-            plan = planner.plan_slots(job, self.zone_of(job), when, now)
+            try:
+                plan = planner.plan_slots(job, self.zone_of(job), when, now)
+            except Exception as exc:  # noqa: BLE001 - as in _sync_cursor
+                _log_unschedulable(job_id, exc)
+                self.cursors[job_id] = None
+                continue
             with self.history.transaction():
                 for first, last, count in plan.missed:
                     self._record_missed(job, first, last, count, plan, now)
@@ -348,6 +353,12 @@ class Engine:
         return parse_iso(self.history.earliest_retry())
 
 
+def _log_unschedulable(job_id: str, exc: Exception) -> None:
+    """Why a job's fire times cannot be computed; it has no next slot until it is changed."""
+    what = str(exc) if isinstance(exc, CronSchedulerError) else f"{type(exc).__name__}: {exc}"
+    log.error("job %s: no next slot, not scheduled until it is changed: %s", job_id, what)
+
+
 def _status_of(result: RunResult) -> str:
     if result.timed_out:
         return RunStatus.TIMEOUT.value
@@ -440,11 +451,14 @@ def recover(engine: Engine, now: datetime) -> None:
             elapsed = (now - parse_iso(run.started_at)).total_seconds()
             remaining = None if job.timeout is None else max(0.0, job.timeout - elapsed)
             if engine.pool.adopt(run.run_id, run.pid, run.marker, parse_iso(run.started_at).timestamp(),
-                                 remaining, Path(run.output_path), start_time=run.pid_start):
+                                 remaining, Path(run.output_path), start_time=run.pid_start,
+                                 max_output=job.max_output):
                 log.warning("run %d job %s re-supervised (pid %d still running)", run.run_id, run.job_id, run.pid)
                 continue
         if run.marker:  # descendants that outlived it: by marker only (its group id may be reused)
             kill_tree(0, run.marker, signal.SIGKILL)
+        if run.output_path:
+            pipe_path(Path(run.output_path)).unlink(missing_ok=True)
         why = ("daemon stopped while it ran; outcome unknown" if run.pid is not None
                else "daemon stopped while starting it; it may not have started")
         result = RunResult(run_id=run.run_id, pid=run.pid, started_at=parse_iso(run.started_at).timestamp(),

@@ -59,8 +59,9 @@ class Pool(abc.ABC):
 
     def adopt(self, run_id: int, pid: int, marker: str, started_at: float,
               timeout_remaining: float | None, log_path: Path | None = None,
-              start_time: int | None = None) -> bool:
-        """Re-supervise a process left by a previous daemon; False if it is gone."""
+              start_time: int | None = None, max_output: int = 0) -> bool:
+        """Re-supervise a process left by a previous daemon, and drain its output pipe again;
+        False if it is gone."""
         raise NotImplementedError(f"{type(self).__name__} cannot re-supervise runs")
 
     @abc.abstractmethod
@@ -78,7 +79,7 @@ class _Run:
     marker: str
     started_at: float
     log_path: Path | None
-    output: RunOutput | None = None  # None for adopted runs: their pipe died with the daemon
+    output: RunOutput | None = None
     adopted: bool = False
     start_time: int | None = None  # /proc start time, to detect pid reuse without a pidfd
     pidfd: int | None = None
@@ -143,12 +144,19 @@ class LocalPool(Pool):
 
     def adopt(self, run_id: int, pid: int, marker: str, started_at: float,
               timeout_remaining: float | None, log_path: Path | None = None,
-              start_time: int | None = None) -> bool:
+              start_time: int | None = None, max_output: int = 0) -> bool:
         current = process_start_time(pid)
         if current is None or not process_running(pid, start_time):
             return False
-        run = _Run(run_id, pid, marker, started_at, log_path, adopted=True, start_time=current)
-        return self._track(run, timeout_remaining)
+        output = RunOutput.resume(log_path, max_output) if log_path is not None else None
+        run = _Run(run_id, pid, marker, started_at, log_path, output=output, adopted=True, start_time=current)
+        if not self._track(run, timeout_remaining):
+            if output is not None:
+                output.close()
+            return False
+        if run.piped:
+            self._sel.register(output.pipe_fd, selectors.EVENT_READ, ("out", run))
+        return True
 
     def cancel(self, run_id: int, reason: str) -> None:
         run = self._runs.get(run_id)
@@ -304,7 +312,7 @@ class LocalPool(Pool):
         exit_code, sig = exit_status(run.status)
         if run.status is None and error is None and run.exited_at is not None:
             error = UNKNOWN_STATUS if run.adopted else LOST_STATUS
-        out = run.output  # adopted runs: only what reached the log before the old daemon died
+        out = run.output
         output_bytes = out.total if out else _size(run.log_path)
         ru = run.rusage
         return RunResult(

@@ -1,7 +1,10 @@
 """Spawning one run, and killing its whole process tree (DESIGN.md section 5, Execution).
 
 Only this module and pool.py create processes. A run is exec'd directly (no shell) in its own
-session and process group, stdin /dev/null, stdout+stderr into one pipe the pool reads. Its
+session and process group, stdin /dev/null, stdout+stderr into one pipe the pool reads. The pipe
+is a FIFO next to the run's log (runs/<job>/<run-id>.pipe) and the run's end of it is opened
+read-write: the pipe always has a reader, so a run never gets SIGPIPE/EPIPE when the daemon dies;
+it blocks once the pipe is full until the restarted daemon reopens the FIFO and drains it. Its
 environment carries CRON_SCHEDULER_RUN_MARKER=<marker>, which every descendant inherits, so that
 descendants that left the process group (setsid, double fork) can still be found in /proc.
 RunOutput (capped capture) and TreeKill (SIGTERM -> SIGKILL -> sweep) are per-run helpers that the
@@ -83,6 +86,33 @@ def open_log(path: Path) -> int:
     return fd
 
 
+def pipe_path(log_path: Path) -> Path:
+    """The run's output FIFO: next to its log, runs/<job>/<run-id>.pipe."""
+    return Path(log_path).with_suffix(".pipe")
+
+
+def open_pipe(path: Path) -> tuple[int, int]:
+    """Create the run's output FIFO at path: (read end for the pool, read-write end that becomes
+    the run's stdout and stderr). Neither blocks to open, both are close-on-exec."""
+    path = Path(path)
+    path.unlink(missing_ok=True)  # left by a crash
+    os.mkfifo(path, 0o600)
+    read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return read_fd, os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        os.close(read_fd)
+        raise
+
+
+def reopen_pipe(path: Path) -> int | None:
+    """The read end of a run's FIFO again (a re-supervised run); None if it is gone."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
 def spawn(spec: RunSpec) -> tuple[int, int]:
     """Start the run; returns (pid, read end of its output pipe). The caller owns both: it must
     reap the pid (os.wait4) and close the fd. Raises one of SPAWN_ERRORS if it cannot start."""
@@ -92,16 +122,17 @@ def spawn(spec: RunSpec) -> tuple[int, int]:
         raise ValueError("empty run marker")
     env = dict(spec.env)
     env[MARKER_VAR] = spec.marker
-    read_fd, write_fd = os.pipe()  # both non-inheritable; Popen dup2()s write_fd onto 1 and 2
+    read_fd, child_fd = open_pipe(pipe_path(spec.log_path))
     try:
-        proc = subprocess.Popen(list(spec.argv), stdin=subprocess.DEVNULL, stdout=write_fd,
+        proc = subprocess.Popen(list(spec.argv), stdin=subprocess.DEVNULL, stdout=child_fd,
                                 stderr=subprocess.STDOUT, cwd=spec.cwd, env=env,
                                 close_fds=True, start_new_session=True)
     except BaseException:
         os.close(read_fd)
+        pipe_path(spec.log_path).unlink(missing_ok=True)
         raise
     finally:
-        os.close(write_fd)
+        os.close(child_fd)
     # The pid now belongs to the caller, which reaps it with os.wait4(). Settle the Popen handle
     # so that its finaliser neither warns (ResourceWarning) nor waitpid()s the child behind the
     # caller's back (subprocess._active / _cleanup).
@@ -131,14 +162,28 @@ class RunOutput:
     """One run's output: drains its pipe, keeps the first max_output bytes in the log file and
     counts (and discards) the rest, so the child never blocks on a full pipe. Owned by the pool."""
 
-    def __init__(self, pipe_fd: int, log_fd: int, max_output: int, log_path: Path | None = None):
-        os.set_blocking(pipe_fd, False)
-        self.pipe_fd: int | None = pipe_fd
-        self.log_fd: int | None = log_fd
+    def __init__(self, pipe_fd: int | None, log_fd: int | None, max_output: int,
+                 log_path: Path | None = None, kept: int = 0):
+        if pipe_fd is not None:
+            os.set_blocking(pipe_fd, False)
+        self.pipe_fd = pipe_fd
+        self.log_fd = log_fd
         self.max_output = max(0, max_output)
         self.log_path = log_path
-        self.total = 0  # bytes read from the pipe
-        self.kept = 0  # bytes written to the log file
+        self.total = kept  # bytes read from the pipe (by this daemon and, if resumed, the last)
+        self.kept = kept  # bytes in the log file
+
+    @classmethod
+    def resume(cls, log_path: Path, max_output: int) -> "RunOutput":
+        """The output of a run re-supervised after a daemon restart: its FIFO reopened (data the
+        run wrote meanwhile waits in it), its log appended to from where the old daemon stopped."""
+        try:
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except OSError:
+            log_fd, kept = None, 0
+        else:
+            kept = os.fstat(log_fd).st_size
+        return cls(reopen_pipe(pipe_path(log_path)), log_fd, max_output, log_path, kept)
 
     @property
     def truncated(self) -> bool:
@@ -178,10 +223,13 @@ class RunOutput:
             self.pipe_fd = None
 
     def close(self) -> None:
+        """Close the pipe and the log, and remove the FIFO: the run is over."""
         self.close_pipe()
         if self.log_fd is not None:
             os.close(self.log_fd)
             self.log_fd = None
+        if self.log_path is not None:
+            pipe_path(self.log_path).unlink(missing_ok=True)
 
 
 def _stat_fields(pid: int) -> list[bytes] | None:

@@ -461,9 +461,6 @@ def test_env_secret_never_reaches_the_scheduler_log(site):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="engine.reload/_sync_cursor catches only CronSchedulerError: a job "
-                   "whose next fire overflows datetime (--start-at 9999-12-31T23:59:30Z) raises OverflowError "
-                   "at daemon start, so the daemon exits with a traceback and no job runs")
 def test_daemon_survives_a_job_whose_next_fire_overflows(site):
     site.cli("add", "good", "@after", "/bin/true")
     with Store(Home(site.home)).transaction() as jobs:

@@ -14,18 +14,20 @@ from pathlib import Path
 import pytest
 
 from harness import pid_alive as alive
-from cron_scheduler.runner import (MARKER_VAR, RunSpec, find_marked, kill_tree, open_log,
-                                   process_running, process_start_time, spawn,
+from cron_scheduler.runner import (MARKER_VAR, RunOutput, RunSpec, find_marked, kill_tree, open_log,
+                                   pipe_path, process_running, process_start_time, spawn,
                                    spawn_error_message)
 
 
 def make_spec(tmp_path: Path, argv, marker: str | None = None, **kw) -> RunSpec:
     return RunSpec(run_id=1, job_id="job", argv=tuple(argv), env=dict(os.environ),
-                   cwd=kw.get("cwd", str(tmp_path)), log_path=tmp_path / "logs" / "1.log",
+                   cwd=kw.get("cwd", str(tmp_path)), log_path=tmp_path / "1.log",
                    max_output=1 << 20, timeout=None, marker=marker or uuid.uuid4().hex)
 
 
 def read_all(fd: int) -> bytes:
+    """Everything until end of file (the pool's read end is non-blocking: block here)."""
+    os.set_blocking(fd, True)
     chunks = []
     while chunk := os.read(fd, 65536):
         chunks.append(chunk)
@@ -71,6 +73,45 @@ def test_spawn_failure_raises_with_readable_message(tmp_path):
     assert spawn_error_message(info.value) == "No such file or directory: 'no-such-program-xyz'"
     with pytest.raises(ValueError):
         spawn(make_spec(tmp_path, []))
+
+
+# A child that prints "before", waits for go-file, then prints 2,000 lines (> 64 KiB, more
+# than a pipe holds) and exits 0; a write error (EPIPE) would make it exit non-zero.
+WRITER = ("import os, sys, time\nprint('before', flush=True)\n"
+          "while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n"
+          "for i in range(2000): print('after %04d' % i + '.' * 30, flush=True)\n")
+
+
+def test_run_output_outlives_its_reader_and_resumes_into_the_log(tmp_path):
+    """What a daemon crash does to a run: the reader of its output pipe disappears. The run
+    must not die of EPIPE; a new reader (the restarted daemon) drains the FIFO and appends to
+    the log from where it stood, within the cap."""
+    go = tmp_path / "go"
+    spec = make_spec(tmp_path, [sys.executable, "-c", WRITER, str(go)])
+    pid, fd = spawn(spec)
+    assert stat.S_ISFIFO(os.stat(pipe_path(spec.log_path)).st_mode)
+    os.set_blocking(fd, True)
+    seen = b""
+    while len(seen) < 7:
+        seen += os.read(fd, 7 - len(seen))
+    assert seen == b"before\n"
+    spec.log_path.write_bytes(b"before\n")  # what the old daemon kept
+    os.close(fd)  # the daemon dies
+    go.touch()
+    # with no reader, the run fills the pipe and waits in pipe_write (Linux names the wait
+    # channel) instead of dying
+    assert poll_until(lambda: "pipe_write" in Path(f"/proc/{pid}/wchan").read_text())
+    output = RunOutput.resume(spec.log_path, max_output=50_000)
+    assert output.kept == output.total == 7
+    while not output.pump():
+        time.sleep(0.005)
+    _, status, _ = os.wait4(pid, 0)
+    output.close()
+    assert os.waitstatus_to_exitcode(status) == 0, "the run died when its reader went away"
+    data = spec.log_path.read_bytes()
+    assert data.startswith(b"before\nafter 0000") and len(data) == 50_000
+    assert output.total == 7 + 2000 * 41 and output.truncated
+    assert not pipe_path(spec.log_path).exists()
 
 
 def test_open_log_permissions(tmp_path):

@@ -232,10 +232,6 @@ def test_run_whose_process_died_with_the_daemon_down_is_interrupted_and_retried(
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason=(
-    "runner.spawn: a run's stdout/stderr is a pipe whose only reader is the daemon; when the daemon "
-    "dies the run's next write gets SIGPIPE/EPIPE, so a run that prints does not survive a daemon "
-    "crash (it is 're-supervised' for a moment, then dies and is recorded interrupted)"))
 def test_run_that_keeps_printing_survives_its_daemons_death(faults):
     """A re-supervised run is one that outlives its daemon: a job writing output all the time
     must not die of SIGPIPE/EPIPE when the daemon (the reader of its output pipe) is killed."""

@@ -6,6 +6,7 @@ cannot be written (read-only or disk full).
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 from collections import Counter
@@ -455,3 +456,28 @@ def test_job_edited_while_the_clock_is_behind_does_not_rerun_handled_slots(tmp_p
     started = Counter(r.slot for r in runs if r.slot and r.started_at)
     assert all(n == 1 for n in started.values()), started.most_common(3)
     assert max(parse_iso(s) for s in started) >= T0 + timedelta(minutes=13)
+
+
+def test_a_job_whose_slots_cannot_be_computed_does_not_stop_the_others(tmp_path, monkeypatch, caplog):
+    """Isolation: whatever computing one job's next slots raises (here the OverflowError that
+    datetime raises near year 9999), the engine logs it, parks that job and fires the others."""
+    driver = Driver(tmp_path / "home", [_job("good", "* * * * *", T0 - timedelta(seconds=30)),
+                                        _job("bad", "* * * * *", T0 - timedelta(seconds=30))])
+    real = planner.plan_slots
+
+    def plan_slots(job, *args, **kwargs):
+        if job.id == "bad":
+            raise OverflowError("date value out of range")
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(planner, "plan_slots", plan_slots)
+    try:
+        with caplog.at_level(logging.ERROR, logger="cron_scheduler.engine"):
+            for now in _steps(T0, 3):
+                driver.tick(now)
+        assert [r.slot for r in driver.runs() if r.job_id == "good"] == [
+            to_iso(T0 + timedelta(minutes=m)) for m in range(4)]
+        assert [r for r in driver.runs() if r.job_id == "bad"] == []
+        assert "job bad: no next slot, not scheduled until it is changed: OverflowError" in caplog.text
+    finally:
+        driver.close()
