@@ -74,10 +74,17 @@ def set_child_subreaper() -> bool:
 
 
 def open_log(path: Path) -> int:
-    """Open (truncate) a run's output file for writing: parent dirs 0700, file 0600."""
+    """Open (truncate) a run's output file for writing: parent dirs 0700, file 0600. Neither
+    the job's directory nor the file may be a symlink: a planted link must not send a run's
+    output (or its FIFO) outside the home (ELOOP / ENOTDIR instead)."""
     path = Path(path)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open(path.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o600, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
     try:
         os.fchmod(fd, 0o600)
     except OSError:

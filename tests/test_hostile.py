@@ -469,3 +469,20 @@ def test_daemon_survives_a_job_whose_next_fire_overflows(site):
     site.cli("run", "good")
     site.once(timeout=30)
     assert [r["status"] for r in site.runs("good")] == ["succeeded"]
+
+
+@pytest.mark.timeout(60)
+def test_symlink_planted_in_runs_cannot_redirect_output_outside_the_home(site):
+    """runs/<job> replaced by a link to a directory outside the home: the run fails with a
+    clear reason and nothing is written through the link."""
+    outside = site.tmp / "outside"
+    outside.mkdir()
+    site.cli("add", "victim", "--shell", "@after", "echo leaked")
+    (site.home / "runs").mkdir(mode=0o700, exist_ok=True)
+    (site.home / "runs" / "victim").symlink_to(outside, target_is_directory=True)
+    site.cli("run", "victim")
+    site.once(timeout=30)
+    [run] = site.runs("victim")
+    # O_NOFOLLOW on the job's directory: ENOTDIR ("Not a directory: '.../runs/victim'")
+    assert run["status"] == "failed" and str(site.home / "runs" / "victim") in run["reason"], run
+    assert list(outside.iterdir()) == []
