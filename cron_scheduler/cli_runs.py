@@ -28,9 +28,7 @@ def run_cmd(job_ids, no_deps, wait, wait_timeout, home):
     from cron_scheduler.control import run_ids, send_request, wait_for_runs
     from cron_scheduler.jobs import JobService
     h = get_home(home)
-    service = JobService(h)
-    for job_id in job_ids:
-        service.get(job_id)
+    JobService(h).require(job_ids)
     _, result = send_request(h, "run", {"jobs": list(dict.fromkeys(job_ids)), "no_deps": no_deps})
     _announce(result, "run " + " ".join(job_ids))
     if wait and result is not None:

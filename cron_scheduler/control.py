@@ -51,18 +51,18 @@ def run_ids(result: str | None) -> list[int]:
 
 
 def wait_for_runs(home: Home, ids: list[int], timeout: float | None) -> list[Run]:
-    """Poll until the runs and whatever they caused in their wave (retries, downstream) are final."""
+    """Poll until the runs and whatever they caused in their wave (retries, downstream) are final.
+    A poll reads only (run id, wave) of the active runs: cheap while a big wave runs."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    wanted = set(ids)
     with History.opened(home) as history:
-        while True:
-            runs = [history.get_run(i) for i in ids]
-            waves = {r.wave for r in runs if r.wave is not None}
-            everything = runs + [r for w in waves for r in history.wave_runs(w)]
-            if all(r.status in FINAL for r in everything):
-                return _latest_per_job(everything)
+        waves = {r.wave for r in map(history.get_run, ids) if r.wave is not None}
+        while any(run_id in wanted or wave in waves for run_id, wave in history.active_runs()):
             if deadline is not None and time.monotonic() > deadline:
                 raise OperationalError(f"runs still active after {timeout:g}s")
             time.sleep(0.1)
+        return _latest_per_job([history.get_run(i) for i in ids]
+                               + [r for w in waves for r in history.wave_runs(w)])
 
 
 def _latest_per_job(runs: list[Run]) -> list[Run]:

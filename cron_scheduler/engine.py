@@ -99,27 +99,33 @@ class Engine:
     # --- timer slots -------------------------------------------------------------------------
 
     def fire_due(self, now: datetime) -> None:
-        while (when := self.next_slot()) is not None and when <= now:
-            job_id = heapq.heappop(self.heap)[1]
-            job = self.jobs[job_id]
-            try:
-                plan = planner.plan_slots(job, self.zone_of(job), when, now)
-            except Exception as exc:  # noqa: BLE001 - as in _sync_cursor
-                _log_unschedulable(job_id, exc)
-                self.cursors[job_id] = None
-                continue
-            with self.history.transaction():
-                for first, last, count in plan.missed:
-                    self._record_missed(job, first, last, count, plan, now)
-                planned: list[int] = []  # catch-up runs of this plan: they do not skip each other
-                for slot, trigger in plan.runs:
-                    created = self.open_wave([job_id], trigger, slot, now, slot=slot, planned=planned)
-                    if trigger is Trigger.CATCH_UP:
-                        planned += created
-                self.history.set_job_state(job_id, planner.fingerprint(job), to_iso(plan.cursor))
-            self.cursors[job_id] = plan.cursor
-            if plan.cursor is not None:
-                heapq.heappush(self.heap, (plan.cursor, job_id))
+        """Queue the runs of every slot that has come, all due jobs in one commit."""
+        due = self.next_slot()
+        if due is None or due > now:
+            return
+        with self.history.transaction():
+            while (when := self.next_slot()) is not None and when <= now:
+                self._fire(heapq.heappop(self.heap)[1], when, now)
+
+    def _fire(self, job_id: str, when: datetime, now: datetime) -> None:
+        job = self.jobs[job_id]
+        try:
+            plan = planner.plan_slots(job, self.zone_of(job), when, now)
+        except Exception as exc:  # noqa: BLE001 - as in _sync_cursor
+            _log_unschedulable(job_id, exc)
+            self.cursors[job_id] = None
+            return
+        for first, last, count in plan.missed:
+            self._record_missed(job, first, last, count, plan, now)
+        planned: list[int] = []  # catch-up runs of this plan: they do not skip each other
+        for slot, trigger in plan.runs:
+            created = self.open_wave([job_id], trigger, slot, now, slot=slot, planned=planned)
+            if trigger is Trigger.CATCH_UP:
+                planned += created
+        self.history.set_job_state(job_id, planner.fingerprint(job), to_iso(plan.cursor))
+        self.cursors[job_id] = plan.cursor
+        if plan.cursor is not None:
+            heapq.heappush(self.heap, (plan.cursor, job_id))
 
     def _record_missed(self, job: Job, first: datetime, last: datetime, count: int,
                        plan: planner.SlotPlan, now: datetime) -> None:
@@ -242,7 +248,7 @@ class Engine:
         chosen: list[tuple[Job, Run]] = []
         if free > 0:
             running_jobs = self.history.job_ids("running")
-            offset, page = 0, 64
+            offset, page = 0, max(16, 2 * free)
             while len(chosen) < free:
                 runs = self.history.queued(to_iso(now), page, offset)
                 for run in runs:
@@ -302,6 +308,13 @@ class Engine:
         env.update(CRON_SCHEDULER_JOB=job.id, CRON_SCHEDULER_RUN_ID=str(run.run_id),
                    CRON_SCHEDULER_SCHEDULED_FOR=run.scheduled_for, CRON_SCHEDULER_HOME=str(self.home.root))
         return env
+
+    def record_all(self, results: list[RunResult], now: datetime) -> None:
+        """Record the runs that finished since the last wake, in one commit."""
+        if results:
+            with self.history.transaction():
+                for result in results:
+                    self.record(result, now)
 
     def record(self, result: RunResult, now: datetime, status: str | None = None) -> Run:
         """Close a finished run: its status, then retry, release or block what follows."""

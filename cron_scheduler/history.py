@@ -141,6 +141,10 @@ class History:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """One write transaction; a nested one joins the enclosing transaction."""
+        if self.conn.in_transaction:
+            yield
+            return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -190,6 +194,11 @@ class History:
             sql += " AND job_id = ?"
             args.append(job_id)
         return [Run(**dict(r)) for r in self.conn.execute(sql + " ORDER BY run_id", args)]
+
+    def active_runs(self) -> list[tuple[int, int | None]]:
+        """(run id, wave) of every queued, waiting or running run."""
+        return self.conn.execute("SELECT run_id, wave FROM runs WHERE status IN "
+                                 "('queued', 'waiting', 'running')").fetchall()
 
     def job_ids(self, *statuses: str) -> set[str]:
         """Jobs with a run in one of these statuses."""

@@ -250,6 +250,12 @@ class JobService:
     def get(self, job_id: str) -> Job:
         return self._get(self.store.load(), job_id)
 
+    def require(self, job_ids: list[str]) -> None:
+        """UnknownJob for the first id that is not in the store (one load for all)."""
+        jobs = self.store.load()
+        for job_id in job_ids:
+            self._get(jobs, job_id)
+
     def all(self) -> dict[str, Job]:
         return self.store.load().decode_all()
 

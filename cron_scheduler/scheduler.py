@@ -25,6 +25,16 @@ log = logging.getLogger("cron_scheduler")
 STORE_POLL = 1.0
 
 
+class _RotatingLog(logging.handlers.RotatingFileHandler):
+    """Rotates once the file has reached maxBytes: one tell() per record instead of the base
+    class's extra format() and seek() (a busy daemon logs several lines per run)."""
+
+    def shouldRollover(self, record) -> bool:
+        if self.stream is None:
+            self.stream = self._open()
+        return 0 < self.maxBytes <= self.stream.tell()
+
+
 class _Formatter(logging.Formatter):
     def formatTime(self, record, datefmt=None):  # ISO 8601 with offset
         return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
@@ -35,8 +45,7 @@ def setup_logging(home: Home, config: Config, level: str) -> None:
     log.setLevel(level.upper())
     log.propagate = False
     fmt = _Formatter("%(asctime)s %(levelname)s %(message)s")
-    handler = logging.handlers.RotatingFileHandler(home.log, maxBytes=config.log_max_bytes,
-                                                   backupCount=config.log_backups)
+    handler = _RotatingLog(home.log, maxBytes=config.log_max_bytes, backupCount=config.log_backups)
     os.chmod(home.log, 0o600)
     stderr = logging.StreamHandler(sys.stderr)
     for h in (handler, stderr):
@@ -133,8 +142,7 @@ class Daemon:
             if self.once and not engine.history.has_active():
                 log.info("--once: nothing left to run; exiting")
                 return 0
-            for result in pool.wait(self._timeout(engine, now)):
-                engine.record(result, utcnow())
+            engine.record_all(pool.wait(self._timeout(engine, now)), utcnow())
 
     def _timeout(self, engine, now) -> float:
         timeout = STORE_POLL
@@ -146,8 +154,7 @@ class Daemon:
     def _shutdown(self, engine, pool) -> int:
         log.info("stopping: SIGTERM to %d running run(s), grace %gs", len(pool.running()),
                  self.config.shutdown_grace)
-        for result in pool.shutdown(self.config.shutdown_grace):
-            engine.record(result, utcnow())
+        engine.record_all(pool.shutdown(self.config.shutdown_grace), utcnow())
         log.info("daemon stopped")
         return 0
 

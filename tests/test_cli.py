@@ -398,6 +398,7 @@ def test_error_lines_start_with_the_program_name(home):
     (["resume", "ghost"], "ghost"),
     (["update", "seed", "--depends-on", "ghost"], "ghost"),
     (["update", "seed", "--depends-on", "seed"], "seed"),
+    (["run", "seed", "ghost"], "ghost"),
 ])
 def test_operational_errors_are_exit_1_and_write_nothing(seeded, home, args, fragment):
     before = seeded.read_bytes()
