@@ -84,11 +84,6 @@ any_id = st.one_of(st.text(max_size=80), st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.
                    st.sampled_from(["..", "a..b", "-x", ".hidden", "a/b", "../etc", "a" * 65, "x\n", "é"]))
 
 
-def _is_known_huge_or_tiny_every(sched: schedule.Schedule) -> bool:
-    """@every intervals outside what timedelta can step by: see the xfail tests below."""
-    return sched.kind is schedule.Kind.EVERY and not (1e-3 <= sched.interval <= 1e9)
-
-
 # --- parsers -------------------------------------------------------------------------------
 
 @HYPO
@@ -102,8 +97,6 @@ def test_schedule_parse_raises_only_invalid_schedule_and_never_hangs(expr):
             assert str(exc) and "\n" not in str(exc)
             return
     # a schedule that parses yields fire times (or none), quickly, in order, in UTC
-    if _is_known_huge_or_tiny_every(sched):
-        return
     with time_limit():
         fires = schedule.next_fires(sched, NOW, 5, schedule.get_zone("Europe/Berlin"), anchor=NOW)
     assert fires == sorted(set(fires)) and all(f > NOW and f.utcoffset() == timedelta(0) for f in fires)
@@ -248,9 +241,6 @@ def test_cli_never_prints_a_traceback(args, fuzz_home):
 
 # --- instants and intervals at the edges of datetime -------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="schedule.next_fire (@every): timedelta(seconds=1e-7) is 0, so "
-                   "`while result <= after: result += timedelta(...)` never ends; parse_duration accepts "
-                   "0.0000001s. `add` hangs after saving the job, and so does the daemon")
 def test_every_sub_microsecond_interval_does_not_hang():
     with time_limit(3):
         try:
@@ -260,8 +250,6 @@ def test_every_sub_microsecond_interval_does_not_hang():
         schedule.next_fire(sched, NOW, UTC, anchor=NOW - timedelta(seconds=1))
 
 
-@pytest.mark.xfail(strict=True, reason="schedule.next_fire (@every): origin + timedelta(interval*steps) "
-                   "raises OverflowError for an interval of ~300,000 years; parse accepted it")
 def test_every_huge_interval_is_refused_or_has_no_next_fire():
     try:
         sched = schedule.parse("@every 99999999d")
@@ -278,9 +266,6 @@ def _assert_clean(args: list[str], home: Path) -> None:
     assert code in (0, 1, 2) and "Traceback" not in err
 
 
-@pytest.mark.xfail(strict=True, reason="schedule.next_fire/_first_instant: croniter and datetime raise "
-                   "OverflowError/ValueError past year 9999 and only CroniterBadDateError is caught; `add` "
-                   "saves the job before it crashes printing the next run, and `list`/`show` crash after")
 @pytest.mark.parametrize("args", [
     ["next", "* * * * *", "--from", "9999-12-31T23:59:00+00:00"],
     ["next", "0 0 1 1 *", "--from", "9999-06-01"],
