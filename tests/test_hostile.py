@@ -271,9 +271,19 @@ def _assert_clean(args: list[str], home: Path) -> None:
     ["next", "0 0 1 1 *", "--from", "9999-06-01"],
     ["next", "@every 1s", "--from", "9999-12-31T23:59:59+00:00"],
     ["add", "--no-check", "far", "--start-at", "9999-12-31T23:59:30+00:00", "* * * * *", "/bin/true"],
-], ids=["next-from-9999", "next-yearly-9999", "next-every-9999", "add-start-at-9999"])
+    ["add", "--no-check", "far", "--start-at", "9999-12-31T23:59:30-05:00", "* * * * *", "/bin/true"],
+    ["next", "* * * * *", "--from", "0001-01-01T00:00:00+05:00"],
+], ids=["next-from-9999", "next-yearly-9999", "next-every-9999", "add-start-at-9999",
+        "add-start-at-past-9999-in-utc", "next-from-before-year-1-in-utc"])
 def test_cli_instants_near_year_9999_are_clean_errors(args, tmp_path):
     _assert_clean(args, tmp_path / "home")
+
+
+def test_cli_explain_at_an_instant_past_9999_in_utc_is_a_usage_error(tmp_path):
+    home = tmp_path / "home"
+    _assert_clean(["add", "--no-check", "far", "@daily", "/bin/true"], home)
+    code, out, err = _cli(["--home", str(home), "explain", "far", "--at", "9999-12-31T23:59:59-05:00"])
+    assert code == 2 and err.count("\n") == 1 and "9999-12-31T23:59:59-05:00" in err, err
 
 
 @pytest.mark.parametrize("args", [
