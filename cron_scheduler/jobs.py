@@ -141,7 +141,10 @@ def _instant(text: str, zone: str | None, what: str) -> str:
                             "such as 2026-12-01T09:00 or 2026-12-01T09:00+01:00") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=schedule.get_zone(zone))
-    return to_iso(dt)
+    try:
+        return to_iso(dt)
+    except OverflowError:  # in UTC it would be before year 1 or after year 9999
+        raise InvalidOption(f"invalid --{what.replace('_', '-')} {text!r}: out of range") from None
 
 
 def parse_command_string(text: str) -> list[str]:

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
+import reprlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -17,6 +17,8 @@ UTC = timezone.utc
 DEFAULT_MAX_OUTPUT = 10 * 1024 * 1024
 DEFAULT_RETRY_DELAY = 30.0
 MAX_RETRY_DELAY = 3600.0
+MAX_DURATION = 36500 * 86400.0  # 100 years of 365 days: anything longer is a mistake
+MAX_SIZE = 1024**4              # 1 TiB
 
 
 class Overlap(str, Enum):
@@ -102,19 +104,23 @@ _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 
 
 def parse_duration(text: str, what: str = "duration") -> float:
-    """`30` (bare number = minutes), `90s`, `15m`, `2h`, `1d`, `1h30m` -> seconds (> 0)."""
+    """`30` (bare number = minutes), `90s`, `15m`, `2h`, `1d`, `1h30m` -> seconds, up to 100 years."""
     raw = str(text).strip().lower()
+    shown = reprlib.repr(text)  # a 5000-digit number is shown shortened
+    # float(), not int(): int() refuses more than 4300 digits; too big a float is inf (refused below)
     if _NUMBER_RE.fullmatch(raw):
         seconds = float(raw) * 60
     else:
         m = _DURATION_RE.fullmatch(raw)
         if not raw or not m or not any(m.groups()):
             raise InvalidDuration(
-                f"invalid {what} {text!r}: use minutes (30) or a duration like 90s, 15m, 2h, 1h30m")
-        d, h, mi, s = m.groups()
-        seconds = int(d or 0) * 86400 + int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise InvalidDuration(f"invalid {what} {text!r}: it must be greater than zero")
+                f"invalid {what} {shown}: use minutes (30) or a duration like 90s, 15m, 2h, 1h30m")
+        d, h, mi, s = (float(g or 0) for g in m.groups())
+        seconds = d * 86400 + h * 3600 + mi * 60 + s
+    if seconds <= 0:
+        raise InvalidDuration(f"invalid {what} {shown}: it must be greater than zero")
+    if seconds > MAX_DURATION:
+        raise InvalidDuration(f"invalid {what} {shown}: it must be at most 100 years (36500d)")
     return seconds
 
 
@@ -137,12 +143,19 @@ _SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def parse_size(text: str) -> int:
-    """`10MB`, `512K`, `1G` or plain bytes; units are binary (1 KB = 1024 bytes)."""
+    """`10MB`, `512K`, `1G` or plain bytes, up to 1 TiB; units are binary (1 KB = 1024 bytes)."""
     m = _SIZE_RE.fullmatch(str(text).strip().lower())
-    if not m or int(m.group(1)) <= 0:
-        raise InvalidOption(f"invalid size {text!r}: use bytes or a size like 512K, 10MB, 1G")
-    unit = m.group(2)
-    return int(m.group(1)) * _SIZE_UNITS[unit[0] if unit else None]
+    shown = reprlib.repr(text)
+    if not m:
+        raise InvalidOption(f"invalid size {shown}: use bytes or a size like 512K, 10MB, 1G")
+    digits, unit = m.groups()
+    # float(), not int(), as in parse_duration; exact for every whole number up to MAX_SIZE
+    size = float(digits) * _SIZE_UNITS[unit[0] if unit else None]
+    if size <= 0:
+        raise InvalidOption(f"invalid size {shown}: it must be greater than zero")
+    if size > MAX_SIZE:
+        raise InvalidOption(f"invalid size {shown}: it must be at most 1 TiB (1024G)")
+    return int(size)
 
 
 def parse_notify(text: str) -> tuple[str, ...]:

@@ -25,6 +25,10 @@ from cron_scheduler.errors import InvalidDuration, InvalidSchedule, InvalidOptio
 from cron_scheduler.models import UTC, parse_duration
 
 MAX_LENGTH = 256
+MIN_EVERY = 1.0  # seconds: the shortest @every interval (the longest is parse_duration's 100 years)
+# datetime ends with year 9999: later fire times do not exist. LAST_FIRE stops a day short so that
+# any fire time can still be shown in any zone.
+LAST_FIRE = datetime(9999, 12, 30, tzinfo=UTC)
 ALIASES = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -119,9 +123,12 @@ def _parse(text: str, job_id: str | None, strict: bool) -> Schedule:
             return _parse_cron(text, ALIASES[word], job_id, strict)
         if word == "@every":
             try:
-                return Schedule(text, Kind.EVERY, interval=parse_duration(rest, "@every interval"))
+                interval = parse_duration(rest, "@every interval")
             except InvalidDuration as exc:
                 raise InvalidSchedule(str(exc)) from None
+            if interval < MIN_EVERY:
+                raise InvalidSchedule(f"invalid schedule {text!r}: the @every interval must be at least 1s")
+            return Schedule(text, Kind.EVERY, interval=interval)
         simple = {"@once": Kind.ONCE, "@after": Kind.AFTER, "@reboot": Kind.REBOOT}
         if word in simple and not rest:
             return Schedule(text, simple[word])
@@ -208,25 +215,34 @@ def _cron_iter(cron: str, hash_id: str | None, seconds: bool):
 def next_fire(sched: Schedule, after: datetime, tz: tzinfo = UTC, *, anchor: datetime | None = None,
               start_at: datetime | None = None, end_at: datetime | None = None) -> datetime | None:
     """The first fire instant strictly after `after` (aware), within [start_at, end_at], or None.
+    None as well when it would come after LAST_FIRE (the end of what datetime can hold).
 
     `anchor` is the origin of an @every interval (the job's creation)."""
+    try:
+        result = _next_fire(sched, after, tz, anchor, start_at)
+    except (OverflowError, ValueError):  # datetime or croniter ran past year 9999
+        return None
+    if result is None or result > LAST_FIRE or (end_at is not None and result > end_at):
+        return None
+    return result
+
+
+def _next_fire(sched: Schedule, after: datetime, tz: tzinfo, anchor: datetime | None,
+               start_at: datetime | None) -> datetime | None:
     if start_at is not None and after < start_at:
         after = start_at - timedelta(microseconds=1)
     if sched.kind is Kind.CRON:
-        result = _cron_next(sched, after, tz)
-    elif sched.kind is Kind.EVERY:
+        return _cron_next(sched, after, tz)
+    if sched.kind is Kind.EVERY:
         origin = start_at or anchor or after
         steps = max(1, int((after - origin).total_seconds() // sched.interval) + 1)
         result = origin + timedelta(seconds=sched.interval * steps)
         while result <= after:  # float rounding
             result += timedelta(seconds=sched.interval)
-    elif sched.kind is Kind.ONCE:
-        result = start_at if start_at is not None and start_at > after else None
-    else:
-        result = None
-    if result is not None and end_at is not None and result > end_at:
-        return None
-    return result
+        return result
+    if sched.kind is Kind.ONCE:
+        return start_at if start_at is not None and start_at > after else None
+    return None
 
 
 def next_fires(sched: Schedule, after: datetime, count: int, tz: tzinfo = UTC, **bounds) -> list[datetime]:

@@ -92,8 +92,19 @@ class Store:
         # slower on a large store); records nobody touched are written back as they were read.
         payload = {"version": VERSION, "jobs": dict(sorted(jobs.records().items()))}
         data = json.dumps(payload, ensure_ascii=False).encode() + b"\n"
-        directory = self.home.root
-        fd, tmp = tempfile.mkstemp(prefix=".jobs.", suffix=".tmp", dir=directory)
+        try:
+            self._replace(data)
+        except OSError as exc:
+            raise OperationalError(f"cannot write {self.home.jobs}: {exc.strerror or exc}") from None
+        try:
+            _fsync_directory(self.home.root)
+        except OSError as exc:  # the new store is in place, but a power loss may undo it
+            raise OperationalError(f"wrote {self.home.jobs} but cannot sync its directory: "
+                                   f"{exc.strerror or exc}; the change may not survive a crash") from None
+
+    def _replace(self, data: bytes) -> None:
+        """Put `data` in place of jobs.json through an fsynced temp file (removed on failure)."""
+        fd, tmp = tempfile.mkstemp(prefix=".jobs.", suffix=".tmp", dir=self.home.root)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -101,19 +112,20 @@ class Store:
                 os.fsync(fh.fileno())
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.home.jobs)
-        except BaseException as exc:
+        except BaseException:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
-            if isinstance(exc, OSError):
-                raise OperationalError(f"cannot write {self.home.jobs}: {exc.strerror}") from None
             raise
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+
+
+def _fsync_directory(path: os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class JobMap(MutableMapping):

@@ -75,9 +75,9 @@ def _start_instant(start: str | None) -> datetime:
     from cron_scheduler.errors import InvalidOption
     try:
         dt = datetime.fromisoformat(start)
-    except ValueError:
-        raise InvalidOption(f"invalid --from {start!r}: use an ISO date-time") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=schedule.local_zone())
+        return (dt if dt.tzinfo else dt.replace(tzinfo=schedule.local_zone())).astimezone(schedule.UTC)
+    except (ValueError, OverflowError):  # OverflowError: before year 1 or after 9999 in UTC
+        raise InvalidOption(f"invalid --from {start!r}: use an ISO date-time from year 1 to 9999") from None
 
 
 def status_view(home: Home) -> dict[str, Any]:

@@ -354,9 +354,7 @@ def _store_with_one_job(tmp_path: Path) -> tuple[Path, bytes]:
 
 @pytest.mark.parametrize("fault", [
     "replace-enospc", "fsync-enospc",
-    pytest.param("mkstemp-erofs", marks=pytest.mark.xfail(strict=True, reason=(
-        "store._write: tempfile.mkstemp is outside the try: EROFS/EACCES/ENOSPC creating the temp "
-        "file escapes as a raw OSError (a traceback from the CLI)"))),
+    "mkstemp-erofs",
 ])
 def test_store_write_fault_is_a_clean_error_and_keeps_the_old_file(tmp_path, monkeypatch, capsys, fault):
     home, original = _store_with_one_job(tmp_path)
@@ -387,8 +385,6 @@ def test_store_write_fault_is_a_clean_error_and_keeps_the_old_file(tmp_path, mon
     assert (home / "jobs.json").read_bytes() == original
 
 
-@pytest.mark.xfail(strict=True, reason="store._write: an OSError from the directory fsync after "
-                   "os.replace escapes as a raw OSError (CLI traceback), not a CronSchedulerError")
 def test_directory_fsync_failure_is_a_clean_error(tmp_path, monkeypatch, capsys):
     home, _ = _store_with_one_job(tmp_path)
     real_fsync = os.fsync
@@ -405,9 +401,6 @@ def test_directory_fsync_failure_is_a_clean_error(tmp_path, monkeypatch, capsys)
 
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(os.geteuid() != 0, strict=True, reason=(
-    "store._write: tempfile.mkstemp in a read-only home raises PermissionError outside the try, so "
-    "the CLI prints a traceback instead of a one-line error (as root this test is skipped)"))
 def test_read_only_home_while_the_daemon_runs(faults):
     """chmod 0500 on the home of a running daemon: CLI writes fail cleanly, the store stays
     intact, the daemon keeps running; writable again, everything works."""
