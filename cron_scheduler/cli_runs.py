@@ -128,8 +128,8 @@ def logs_cmd(job_id, which, follow, home):
 def explain_cmd(job_id, at, home):
     """Why a job did or did not run at a slot."""
     from cron_scheduler.control import explain
-    from cron_scheduler.views import _start_instant
-    for line in explain(get_home(home), job_id, _start_instant(at) if at else None):
+    from cron_scheduler.views import instant_option
+    for line in explain(get_home(home), job_id, instant_option(at, "--at") if at else None):
         click.echo(line)
 
 

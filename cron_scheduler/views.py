@@ -50,7 +50,7 @@ def show_view(home: Home, job_id: str) -> dict[str, Any]:
 
 def next_view(home: Home, target: str, count: int, tz: str | None, start: str | None) -> list[str]:
     """Fire times of a job id, or of an expression, as ISO instants in the schedule's zone."""
-    after = _start_instant(start)
+    after = instant_option(start, "--from")
     service = JobService(home)
     jobs = service.all() if home.jobs.exists() else {}
     if target in jobs:
@@ -69,7 +69,8 @@ def next_view(home: Home, target: str, count: int, tz: str | None, start: str | 
     return [t.astimezone(zone).isoformat() for t in schedule.next_fires(sched, after, count, zone, anchor=after)]
 
 
-def _start_instant(start: str | None) -> datetime:
+def instant_option(start: str | None, option: str) -> datetime:
+    """An ISO date-time option as a UTC instant (machine zone if it has no offset); now if empty."""
     if not start:
         return utcnow()
     from cron_scheduler.errors import InvalidOption
@@ -77,7 +78,7 @@ def _start_instant(start: str | None) -> datetime:
         dt = datetime.fromisoformat(start)
         return (dt if dt.tzinfo else dt.replace(tzinfo=schedule.local_zone())).astimezone(schedule.UTC)
     except (ValueError, OverflowError):  # OverflowError: before year 1 or after 9999 in UTC
-        raise InvalidOption(f"invalid --from {start!r}: use an ISO date-time from year 1 to 9999") from None
+        raise InvalidOption(f"invalid {option} {start!r}: use an ISO date-time from year 1 to 9999") from None
 
 
 def status_view(home: Home) -> dict[str, Any]:

@@ -283,7 +283,7 @@ def test_cli_explain_at_an_instant_past_9999_in_utc_is_a_usage_error(tmp_path):
     home = tmp_path / "home"
     _assert_clean(["add", "--no-check", "far", "@daily", "/bin/true"], home)
     code, out, err = _cli(["--home", str(home), "explain", "far", "--at", "9999-12-31T23:59:59-05:00"])
-    assert code == 2 and err.count("\n") == 1 and "9999-12-31T23:59:59-05:00" in err, err
+    assert code == 2 and err.count("\n") == 1 and "invalid --at '9999-12-31T23:59:59-05:00'" in err, err
 
 
 @pytest.mark.parametrize("args", [

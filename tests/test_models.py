@@ -162,3 +162,12 @@ def test_from_dict_of_malformed_records_raises_corrupt_store(record):
     with pytest.raises(CorruptStore) as info:
         Job.from_dict(record)
     assert info.value.exit_code == 1
+
+
+def test_duration_and_size_limits_are_inclusive_and_refusals_say_the_limit():
+    assert parse_duration("36500d") == 36500 * 86400
+    with pytest.raises(InvalidDuration, match=r"at most 100 years \(36500d\)"):
+        parse_duration("36501d")
+    assert parse_size("1024G") == 1024 ** 4
+    with pytest.raises(InvalidOption, match=r"at most 1 TiB \(1024G\)"):
+        parse_size("1025G")

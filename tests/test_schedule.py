@@ -302,6 +302,8 @@ def test_length_limit_is_256_characters():
     ("@every 10x", "10x"),
     ("@every", "@every"),
     ("@every 0s", "greater than zero"),
+    ("@every 0.5s", "at least 1s"),
+    ("@every 36501d", "at most 100 years"),
     ("", "empty"),
     ("   ", "empty"),
     ("* * * * *\x00", "control"),
@@ -313,6 +315,11 @@ def test_invalid_schedules_are_refused(expr, fragment):
     assert fragment in str(info.value)
     assert info.value.exit_code == 2
     assert "\n" not in str(info.value)
+
+
+def test_every_limits_are_inclusive():
+    assert schedule.parse("@every 1s").interval == 1
+    assert schedule.parse("@every 36500d").interval == 36500 * 86400
 
 
 def test_degenerate_range_message_names_the_field():
