@@ -50,11 +50,11 @@ class Engine:
         signature = self.store.signature()
         if signature == self.signature and not force:
             return
-        self.signature = signature
         try:
             jobs = self.store.load().decode_all()
         except CronSchedulerError as exc:
             log.error("job store unusable, keeping the last good jobs: %s", exc)
+            self.signature = signature
             return
         states = self.history.job_states()
         with self.history.transaction():
@@ -64,7 +64,12 @@ class Engine:
                 self.history.drop_job_state(job_id)
             for job in jobs.values():
                 self._sync_cursor(job, states.get(job.id), now)
-        self.jobs = jobs
+        self.jobs, self.signature = jobs, signature
+
+    def forget(self) -> None:
+        """After a failed write to state.db: drop the jobs and cursors held in memory (they may
+        be ahead of what was committed); the next reload takes them from state.db again."""
+        self.jobs, self.cursors, self.heap, self.signature = {}, {}, [], None
 
     def _sync_cursor(self, job: Job, state: tuple[str, str | None] | None, now: datetime) -> None:
         fp = planner.fingerprint(job)
@@ -254,8 +259,9 @@ class Engine:
                 for run in runs:
                     job = self.jobs.get(run.job_id)
                     if job is None:
-                        self.history.update_run(run.run_id, status="skipped", finished_at=to_iso(now),
-                                                reason="job removed")
+                        with self.history.transaction():
+                            self.history.update_run(run.run_id, status="skipped", finished_at=to_iso(now),
+                                                    reason="job removed")
                     elif planner.can_start(job, run, running_jobs, now) and len(chosen) < free:
                         chosen.append((job, run))
                         running_jobs.add(job.id)
@@ -359,7 +365,8 @@ class Engine:
             self.pool.cancel(run_id, reason)
             log.info("run %d job %s stopping: %s", run_id, run.job_id, reason)
         elif run.status in ("queued", "waiting"):
-            self.history.update_run(run_id, status="killed", finished_at=to_iso(now), reason=reason)
+            with self.history.transaction():
+                self.history.update_run(run_id, status="killed", finished_at=to_iso(now), reason=reason)
 
     def retry_due(self) -> datetime | None:
         """The earliest not-before time of a queued retry."""

@@ -81,3 +81,8 @@ class DaemonAlreadyRunning(OperationalError):
 
 class InsecureHome(OperationalError):
     pass
+
+
+class StateWriteError(OperationalError):
+    """state.db refused a write (disk full, I/O error): the daemon keeps supervising its runs
+    and retries."""

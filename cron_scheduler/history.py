@@ -12,9 +12,10 @@ import json
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Iterator
 
-from cron_scheduler.errors import OperationalError, UnknownRun
+from cron_scheduler.errors import OperationalError, StateWriteError, UnknownRun
 from cron_scheduler.home import Home
 
 SCHEMA = """
@@ -106,8 +107,9 @@ class Request:
 
 
 class History:
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, path: Path | None = None):
         self.conn = conn
+        self.path = path
         self._data_version: int | None = None
 
     # --- opening -----------------------------------------------------------------------
@@ -124,7 +126,7 @@ class History:
         except sqlite3.DatabaseError as exc:
             raise OperationalError(f"cannot open {home.state_db}: {exc}") from None
         conn.row_factory = sqlite3.Row
-        return cls(conn)
+        return cls(conn, home.state_db)
 
     @classmethod
     @contextmanager
@@ -145,13 +147,20 @@ class History:
         if self.conn.in_transaction:
             yield
             return
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self.conn.execute("BEGIN IMMEDIATE")
             yield
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:  # disk full, I/O error, locked for too long
+            self._rollback()
+            raise StateWriteError(f"cannot write {self.path or 'state.db'}: {exc}") from None
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
-        self.conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:  # a failed COMMIT leaves the transaction open
+            self.conn.execute("ROLLBACK")
 
     # --- runs ----------------------------------------------------------------------------
 

@@ -17,12 +17,13 @@ import signal
 import sys
 from datetime import datetime
 
-from cron_scheduler.errors import CronSchedulerError
+from cron_scheduler.errors import CronSchedulerError, StateWriteError
 from cron_scheduler.home import Config, Home, load_config
 from cron_scheduler.models import utcnow
 
 log = logging.getLogger("cron_scheduler")
 STORE_POLL = 1.0
+WRITE_RETRY = 1.0  # seconds between attempts while state.db refuses writes
 
 
 class _RotatingLog(logging.handlers.RotatingFileHandler):
@@ -58,6 +59,7 @@ class Daemon:
         self.home, self.config, self.once = home, config, once
         self.stopping = False
         self.reload_requested = False
+        self.fired = False  # --once: the due timer slots were taken
 
     def _on_signal(self, signum, frame) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
@@ -112,37 +114,51 @@ class Daemon:
                     engine.open_wave([job_id], Trigger.REBOOT, now, now)
 
     def _loop(self, engine, requests, pool) -> int:
-        fired = False  # with --once, timer slots are taken once, at start
+        finished: list = []  # results of ended runs not recorded yet (state.db refused a write)
         while True:
             now = utcnow()
-            if self.reload_requested:
-                self.reload_requested = False
-                try:  # a broken config.toml is reported; the daemon keeps its last good config
-                    config = load_config(self.home)
-                    # the pool is sized once: keep the max_workers in force (--max-workers)
-                    self.config = dataclasses.replace(config, max_workers=self.config.max_workers)
-                    engine.config = self.config
-                except CronSchedulerError as exc:
-                    log.error("config not reloaded, keeping the last good one: %s", exc)
-                engine.reload(now, force=True)
-                for handler in log.handlers:
-                    if isinstance(handler, logging.FileHandler):
-                        handler.close()  # reopened on the next record (log rotation by others)
-                log.info("reloaded store and config (SIGHUP)")
-            else:
-                engine.reload(now)
             if self.stopping:
-                return self._shutdown(engine, pool)
-            requests.handle(now)
-            if not (self.once and fired):
-                engine.fire_due(now)
-                fired = True
-            engine.advance_waves(now)
-            engine.start_queued(now)
-            if self.once and not engine.history.has_active():
-                log.info("--once: nothing left to run; exiting")
-                return 0
-            engine.record_all(pool.wait(self._timeout(engine, now)), utcnow())
+                return self._shutdown(engine, pool, finished)
+            try:
+                engine.record_all(finished, now)
+                finished = []
+                if not self._step(engine, requests, now):
+                    return 0
+                timeout = self._timeout(engine, now)
+            except StateWriteError as exc:  # e.g. disk full: keep supervising, retry
+                log.error("%s; runs in progress stay supervised, retrying in %gs", exc, WRITE_RETRY)
+                engine.forget()
+                timeout = WRITE_RETRY
+            finished += pool.wait(timeout)
+
+    def _step(self, engine, requests, now) -> bool:
+        """One pass: store, requests, due slots, waves, starts. False once --once is done."""
+        if self.reload_requested:
+            self.reload_requested = False
+            try:  # a broken config.toml is reported; the daemon keeps its last good config
+                config = load_config(self.home)
+                # the pool is sized once: keep the max_workers in force (--max-workers)
+                self.config = dataclasses.replace(config, max_workers=self.config.max_workers)
+                engine.config = self.config
+            except CronSchedulerError as exc:
+                log.error("config not reloaded, keeping the last good one: %s", exc)
+            engine.reload(now, force=True)
+            for handler in log.handlers:
+                if isinstance(handler, logging.FileHandler):
+                    handler.close()  # reopened on the next record (log rotation by others)
+            log.info("reloaded store and config (SIGHUP)")
+        else:
+            engine.reload(now)
+        requests.handle(now)
+        if not (self.once and self.fired):  # with --once, timer slots are taken once, at start
+            engine.fire_due(now)
+            self.fired = True
+        engine.advance_waves(now)
+        engine.start_queued(now)
+        if self.once and not engine.history.has_active():
+            log.info("--once: nothing left to run; exiting")
+            return False
+        return True
 
     def _timeout(self, engine, now) -> float:
         timeout = STORE_POLL
@@ -151,10 +167,15 @@ class Daemon:
                 timeout = min(timeout, max(0.0, (when - now).total_seconds()))
         return timeout
 
-    def _shutdown(self, engine, pool) -> int:
+    def _shutdown(self, engine, pool, finished: list) -> int:
         log.info("stopping: SIGTERM to %d running run(s), grace %gs", len(pool.running()),
                  self.config.shutdown_grace)
-        engine.record_all(pool.shutdown(self.config.shutdown_grace), utcnow())
+        finished = finished + pool.shutdown(self.config.shutdown_grace)
+        try:
+            engine.record_all(finished, utcnow())
+        except StateWriteError as exc:  # the next start records them interrupted
+            log.error("daemon stopped without recording %d run(s): %s", len(finished), exc)
+            return 1
         log.info("daemon stopped")
         return 0
 
