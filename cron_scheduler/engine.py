@@ -36,6 +36,8 @@ class Engine:
         self.store = Store(home)
         self.zone = schedule.get_zone(config.timezone)
         self.jobs: dict[str, Job] = {}
+        self.down: dict[str, list[str]] = {}  # planner.dependents(self.jobs)
+        self.base_env = dict(os.environ)  # each run's environment starts from this copy
         self.cursors: dict[str, datetime | None] = {}
         self.heap: list[tuple[datetime, str]] = []
         self.signature = None
@@ -64,12 +66,12 @@ class Engine:
                 self.history.drop_job_state(job_id)
             for job in jobs.values():
                 self._sync_cursor(job, states.get(job.id), now)
-        self.jobs, self.signature = jobs, signature
+        self.jobs, self.down, self.signature = jobs, planner.dependents(jobs), signature
 
     def forget(self) -> None:
         """After a failed write to state.db: drop the jobs and cursors held in memory (they may
         be ahead of what was committed); the next reload takes them from state.db again."""
-        self.jobs, self.cursors, self.heap, self.signature = {}, {}, [], None
+        self.jobs, self.down, self.cursors, self.heap, self.signature = {}, {}, {}, [], None
 
     def _sync_cursor(self, job: Job, state: tuple[str, str | None] | None, now: datetime) -> None:
         fp = planner.fingerprint(job)
@@ -153,7 +155,7 @@ class Engine:
         `planned` are catch-up runs just opened for earlier slots of the same plan: the overlap
         policy does not apply against them (catch-up=all runs every missed slot, one after the
         other, and a catch-up run does not make the on-time slot that follows it skip)."""
-        members = planner.wave_members(roots, self.jobs)
+        members = planner.wave_members(roots, self.jobs, self.down)
         wave = self.history.new_wave(trigger.value, to_iso(now), members)
         created = []
         for job_id in members:
@@ -216,9 +218,9 @@ class Engine:
         """After a success in a wave, give blocked downstream jobs of that wave one new chance:
         those that no other failed upstream still blocks (a success of an unrelated upstream
         must not release a job only to block it again, recording it blocked twice)."""
-        downstream = set(planner.wave_members([run.job_id], self.jobs)) - {run.job_id}
-        if run.wave is None or not downstream:
+        if run.wave is None or not self.down.get(run.job_id):
             return
+        downstream = set(planner.wave_members([run.job_id], self.jobs, self.down)) - {run.job_id}
         latest, members = self._wave_state(run.wave)
         active_jobs = self.history.job_ids("queued", "running")
         blocked = sorted(j for j in downstream
@@ -309,7 +311,7 @@ class Engine:
         return job.command
 
     def env(self, job: Job, run: Run) -> dict[str, str]:
-        env = dict(os.environ)
+        env = dict(self.base_env)
         env.update(job.env)
         env.update(CRON_SCHEDULER_JOB=job.id, CRON_SCHEDULER_RUN_ID=str(run.run_id),
                    CRON_SCHEDULER_SCHEDULED_FOR=run.scheduled_for, CRON_SCHEDULER_HOME=str(self.home.root))

@@ -189,18 +189,27 @@ def _blame(upstream: str, run: Run) -> str:
     return f"blocked by {upstream} run {run.run_id} ({run.status}{', ' + detail if detail else ''})"
 
 
-def wave_members(roots: Iterable[str], jobs: dict[str, Job]) -> list[str]:
-    """The roots and every job downstream of them, transitively."""
+def dependents(jobs: dict[str, Job]) -> dict[str, list[str]]:
+    """Job id -> the ids of the jobs that depend on it directly."""
     down: dict[str, list[str]] = {}
     for job in jobs.values():
         for dep in job.depends_on:
             down.setdefault(dep, []).append(job.id)
-    seen: list[str] = []
+    return down
+
+
+def wave_members(roots: Iterable[str], jobs: dict[str, Job],
+                 down: dict[str, list[str]] | None = None) -> list[str]:
+    """The roots and every job downstream of them, transitively. `down` is dependents(jobs),
+    for callers that keep it between calls."""
+    if down is None:
+        down = dependents(jobs)
+    seen: dict[str, None] = {}  # ordered set
     stack = list(roots)
     while stack:
         job_id = stack.pop()
         if job_id in seen or job_id not in jobs:
             continue
-        seen.append(job_id)
+        seen[job_id] = None
         stack.extend(down.get(job_id, ()))
-    return seen
+    return list(seen)
