@@ -44,6 +44,14 @@ class Engine:
 
     # --- jobs and cursors --------------------------------------------------------------------
 
+    def configure(self, config: Config) -> None:
+        """A reloaded config.toml. A new default timezone changes the fingerprint of every job
+        without --tz: the next reload re-anchors their cursors in the new zone."""
+        zone_changed = config.timezone != self.config.timezone
+        self.config, self.zone = config, schedule.get_zone(config.timezone)
+        if zone_changed:
+            self.forget()
+
     def zone_of(self, job: Job) -> tzinfo:
         return schedule.get_zone(job.timezone) if job.timezone else self.zone
 
@@ -69,12 +77,12 @@ class Engine:
         self.jobs, self.down, self.signature = jobs, planner.dependents(jobs), signature
 
     def forget(self) -> None:
-        """After a failed write to state.db: drop the jobs and cursors held in memory (they may
-        be ahead of what was committed); the next reload takes them from state.db again."""
+        """Drop the jobs and cursors held in memory; the next reload takes them from state.db
+        again (after a failed write they may be ahead of what was committed)."""
         self.jobs, self.down, self.cursors, self.heap, self.signature = {}, {}, {}, [], None
 
     def _sync_cursor(self, job: Job, state: tuple[str, str | None] | None, now: datetime) -> None:
-        fp = planner.fingerprint(job)
+        fp = planner.fingerprint(job, self.config.timezone)
         old = self.jobs.get(job.id)
         if old == job and job.id in self.cursors:
             return
@@ -129,7 +137,7 @@ class Engine:
             created = self.open_wave([job_id], trigger, slot, now, slot=slot, planned=planned)
             if trigger is Trigger.CATCH_UP:
                 planned += created
-        self.history.set_job_state(job_id, planner.fingerprint(job), to_iso(plan.cursor))
+        self.history.set_job_state(job_id, planner.fingerprint(job, self.config.timezone), to_iso(plan.cursor))
         self.cursors[job_id] = plan.cursor
         if plan.cursor is not None:
             heapq.heappush(self.heap, (plan.cursor, job_id))

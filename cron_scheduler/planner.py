@@ -46,9 +46,10 @@ def newest_until(job: Job, tz: tzinfo, limit: datetime, floor: datetime) -> date
         window *= 8
 
 
-def fingerprint(job: Job) -> str:
-    """What the schedule cursor depends on: a change re-anchors the cursor."""
-    key = [job.schedule, job.timezone, job.start_at, job.end_at, job.created_at, job.enabled]
+def fingerprint(job: Job, default_zone: str | None = None) -> str:
+    """What the schedule cursor depends on: a change re-anchors the cursor. `default_zone` is
+    config.toml's timezone, the zone of jobs without --tz (None: the machine's)."""
+    key = [job.schedule, job.timezone or default_zone, job.start_at, job.end_at, job.created_at, job.enabled]
     return hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16]
 
 

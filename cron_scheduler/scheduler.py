@@ -139,7 +139,7 @@ class Daemon:
                 config = load_config(self.home)
                 # the pool is sized once: keep the max_workers in force (--max-workers)
                 self.config = dataclasses.replace(config, max_workers=self.config.max_workers)
-                engine.config = self.config
+                engine.configure(self.config)
             except CronSchedulerError as exc:
                 log.error("config not reloaded, keeping the last good one: %s", exc)
             engine.reload(now, force=True)

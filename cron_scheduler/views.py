@@ -7,22 +7,22 @@ from typing import Any
 
 from cron_scheduler import schedule
 from cron_scheduler.errors import InvalidSchedule
-from cron_scheduler.home import Home
+from cron_scheduler.home import Home, load_config
 from cron_scheduler.jobs import JobService, downstream, job_view, next_runs
 from cron_scheduler.models import format_duration, parse_iso, utcnow
 from cron_scheduler.planner import fingerprint
 
 
 def list_view(home: Home) -> list[dict[str, Any]]:
-    service = JobService(home)
-    jobs = service.all()
-    zone, now, down = service.default_zone(), utcnow().replace(microsecond=0), downstream(jobs)
+    jobs = JobService(home).all()
+    default = load_config(home).timezone
+    zone, now, down = schedule.get_zone(default), utcnow().replace(microsecond=0), downstream(jobs)
     cursors = _daemon_cursors(home) if jobs else {}
     rows = []
     for job in sorted(jobs.values(), key=lambda j: j.id):
         nxt = None
         if job.enabled:
-            nxt = cursors.get(job.id, {}).get(fingerprint(job))
+            nxt = cursors.get(job.id, {}).get(fingerprint(job, default))
             if nxt is None or nxt <= now:
                 found = next_runs(job, now, 1, zone)
                 nxt = found[0] if found else None

@@ -195,6 +195,14 @@ def test_fingerprint_ignores_what_does_not_move_the_cursor(change):
     assert planner.fingerprint(base.replace(**change)) == planner.fingerprint(base)
 
 
+def test_fingerprint_follows_the_default_zone_only_for_jobs_without_their_own():
+    default = job(timezone=None)  # the test helper's jobs have a zone of their own
+    assert planner.fingerprint(default, "Europe/Berlin") != planner.fingerprint(default, "UTC")
+    assert planner.fingerprint(default, None) == planner.fingerprint(default)
+    own = job(timezone="Asia/Tokyo")
+    assert planner.fingerprint(own, "Europe/Berlin") == planner.fingerprint(own, "UTC")
+
+
 def test_fingerprint_is_stable():
     assert planner.fingerprint(job()) == planner.fingerprint(job())
     assert len(planner.fingerprint(job())) == 16

@@ -474,3 +474,26 @@ def test_a_job_whose_slots_cannot_be_computed_does_not_stop_the_others(tmp_path,
         assert "job bad: no next slot, not scheduled until it is changed: OverflowError" in caplog.text
     finally:
         driver.close()
+
+
+def test_a_new_default_timezone_re_anchors_jobs_without_their_own(tmp_path):
+    """config.toml's timezone changed (SIGHUP, or a restart): jobs without --tz get their next
+    slot in the new zone at once; a job with its own zone keeps its slot."""
+    driver = Driver(tmp_path / "home", [_job("nine", "0 9 * * *", T0 - timedelta(hours=1)),
+                                        _job("ny", "0 9 * * *", T0 - timedelta(hours=1),
+                                             timezone="America/New_York")], timezone="UTC")
+    try:
+        driver.tick(T0)
+        ny = datetime(2026, 6, 1, 13, 0, tzinfo=UTC)  # 09:00 EDT
+        assert driver.engine.cursors == {"nine": datetime(2026, 6, 2, 9, 0, tzinfo=UTC), "ny": ny}
+        berlin_nine = datetime(2026, 6, 2, 7, 0, tzinfo=UTC)  # 09:00 CEST
+        driver.engine.configure(Config(timezone="Europe/Berlin"))  # what SIGHUP does
+        driver.engine.reload(T0, force=True)
+        assert driver.engine.cursors == {"nine": berlin_nine, "ny": ny}
+        driver.config = Config(timezone="Europe/Berlin")  # a restart reads the saved cursors
+        driver.restart()
+        driver.tick(T0 + timedelta(seconds=1))
+        assert driver.engine.cursors == {"nine": berlin_nine, "ny": ny}
+        assert driver.runs() == []
+    finally:
+        driver.close()
