@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from cron_scheduler import schedule
@@ -49,8 +49,8 @@ def show_view(home: Home, job_id: str) -> dict[str, Any]:
 
 
 def next_view(home: Home, target: str, count: int, tz: str | None, start: str | None) -> list[str]:
-    """Fire times of a job id, or of an expression, as ISO instants in the schedule's zone."""
-    after = instant_option(start, "--from")
+    """Fire times of a job id, or of an expression, as ISO instants in the schedule's zone;
+    a --from without an offset is read in that zone too."""
     service = JobService(home)
     jobs = service.all() if home.jobs.exists() else {}
     if target in jobs:
@@ -58,6 +58,7 @@ def next_view(home: Home, target: str, count: int, tz: str | None, start: str | 
         zone = schedule.get_zone(tz or job.timezone) if (tz or job.timezone) else service.default_zone()
         if tz:
             job = job.replace(timezone=tz)
+        after = instant_option(start, "--from", zone)
         return [t.astimezone(zone).isoformat() for t in next_runs(job, after, count, zone)]
     try:
         sched = schedule.parse(target, strict=True)
@@ -66,17 +67,19 @@ def next_view(home: Home, target: str, count: int, tz: str | None, start: str | 
             raise InvalidSchedule(f"{exc} (and no job has the id {target!r})") from None
         raise
     zone = schedule.get_zone(tz) if tz else service.default_zone()
+    after = instant_option(start, "--from", zone)
     return [t.astimezone(zone).isoformat() for t in schedule.next_fires(sched, after, count, zone, anchor=after)]
 
 
-def instant_option(start: str | None, option: str) -> datetime:
-    """An ISO date-time option as a UTC instant (machine zone if it has no offset); now if empty."""
+def instant_option(start: str | None, option: str, zone: tzinfo | None = None) -> datetime:
+    """An ISO date-time option as a UTC instant; without an offset it is read in `zone` (default:
+    the machine's). Now if empty."""
     if not start:
         return utcnow()
     from cron_scheduler.errors import InvalidOption
     try:
         dt = datetime.fromisoformat(start)
-        return (dt if dt.tzinfo else dt.replace(tzinfo=schedule.local_zone())).astimezone(schedule.UTC)
+        return (dt if dt.tzinfo else dt.replace(tzinfo=zone or schedule.local_zone())).astimezone(schedule.UTC)
     except (ValueError, OverflowError):  # OverflowError: before year 1 or after 9999 in UTC
         raise InvalidOption(f"invalid {option} {start!r}: use an ISO date-time from year 1 to 9999") from None
 

@@ -128,6 +128,16 @@ def test_next_for_an_expression_and_a_job(runner, home):
     assert text.strip() == "2026-07-01T03:00:00+02:00"
 
 
+def test_next_reads_a_from_without_offset_in_the_schedule_zone(runner, home):
+    # 03:30 in New York is after that day's 03:00 slot (03:30 UTC would be the evening before)
+    times = invoke_json(runner, ["next", "0 3 * * *", "--tz", "America/New_York",
+                                 "--from", "2026-06-01T03:30", "-n", "1"])
+    assert times == ["2026-06-02T03:00:00-04:00"]
+    invoke(runner, ["tokyo", "--tz", "Asia/Tokyo", "0 9 * * *", "/bin/true"], add_cmd)
+    assert invoke_json(runner, ["next", "tokyo", "--from", "2026-06-01T08:30", "-n", "1"]) == [
+        "2026-06-01T09:00:00+09:00"]
+
+
 def test_validate(runner, home):
     assert "valid" in invoke(runner, ["validate", "*/5 * * * *"]).stdout
     result = runner.invoke(cli, ["validate", "0 0 31 2 *"])

@@ -89,29 +89,34 @@ def test_run_output_outlives_its_reader_and_resumes_into_the_log(tmp_path):
     go = tmp_path / "go"
     spec = make_spec(tmp_path, [sys.executable, "-c", WRITER, str(go)])
     pid, fd = spawn(spec)
-    assert stat.S_ISFIFO(os.stat(pipe_path(spec.log_path)).st_mode)
-    os.set_blocking(fd, True)
-    seen = b""
-    while len(seen) < 7:
-        seen += os.read(fd, 7 - len(seen))
-    assert seen == b"before\n"
-    spec.log_path.write_bytes(b"before\n")  # what the old daemon kept
-    os.close(fd)  # the daemon dies
-    go.touch()
-    # with no reader, the run fills the pipe and waits in pipe_write (Linux names the wait
-    # channel) instead of dying
-    assert poll_until(lambda: "pipe_write" in Path(f"/proc/{pid}/wchan").read_text())
-    output = RunOutput.resume(spec.log_path, max_output=50_000)
-    assert output.kept == output.total == 7
-    while not output.pump():
-        time.sleep(0.005)
-    _, status, _ = os.wait4(pid, 0)
-    output.close()
-    assert os.waitstatus_to_exitcode(status) == 0, "the run died when its reader went away"
-    data = spec.log_path.read_bytes()
-    assert data.startswith(b"before\nafter 0000") and len(data) == 50_000
-    assert output.total == 7 + 2000 * 41 and output.truncated
-    assert not pipe_path(spec.log_path).exists()
+    try:
+        assert stat.S_ISFIFO(os.stat(pipe_path(spec.log_path)).st_mode)
+        os.set_blocking(fd, True)
+        seen = b""
+        while len(seen) < 7:
+            seen += os.read(fd, 7 - len(seen))
+        assert seen == b"before\n"
+        spec.log_path.write_bytes(b"before\n")  # what the old daemon kept
+        os.close(fd)  # the daemon dies
+        go.touch()
+        # with no reader, the run fills the pipe and waits in pipe_write (Linux names the wait
+        # channel) instead of dying
+        assert poll_until(lambda: "pipe_write" in Path(f"/proc/{pid}/wchan").read_text())
+        output = RunOutput.resume(spec.log_path, max_output=50_000)
+        assert output.kept == output.total == 7
+        while not output.pump():
+            time.sleep(0.005)
+        _, status, _ = os.wait4(pid, 0)
+        output.close()
+        assert os.waitstatus_to_exitcode(status) == 0, "the run died when its reader went away"
+        data = spec.log_path.read_bytes()
+        assert data.startswith(b"before\nafter 0000") and len(data) == 50_000
+        assert output.total == 7 + 2000 * 41 and output.truncated
+        assert not pipe_path(spec.log_path).exists()
+    finally:  # never leave the writer behind (it waits for go-file forever)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 def test_open_log_permissions(tmp_path):
