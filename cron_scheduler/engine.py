@@ -268,10 +268,11 @@ class Engine:
                 runs = self.history.queued(to_iso(now), page, offset)
                 for run in runs:
                     job = self.jobs.get(run.job_id)
-                    if job is None:
+                    if job is None or (not job.enabled and run.trigger != "manual"):
+                        why = "job removed" if job is None else "job is paused"  # as in advance_waves
                         with self.history.transaction():
                             self.history.update_run(run.run_id, status="skipped", finished_at=to_iso(now),
-                                                    reason="job removed")
+                                                    reason=why)
                     elif planner.can_start(job, run, running_jobs, now) and len(chosen) < free:
                         chosen.append((job, run))
                         running_jobs.add(job.id)

@@ -497,3 +497,24 @@ def test_a_new_default_timezone_re_anchors_jobs_without_their_own(tmp_path):
         assert driver.runs() == []
     finally:
         driver.close()
+
+
+def test_queued_runs_of_a_paused_job_are_skipped_but_a_manual_run_starts(tmp_path):
+    """Pausing stops what the schedule (or a retry) queued while no worker was free, as it
+    stops waiting runs; `run` is an explicit request and still starts."""
+    driver = Driver(tmp_path / "home", [_job("minutely", "* * * * *", T0 - timedelta(seconds=30))])
+    try:
+        driver.pool.max_workers = 0  # every worker busy: the slot's run waits in the queue
+        driver.tick(T0)
+        [queued] = driver.runs()
+        assert queued.status == "queued"
+        JobService(driver.home).set_enabled(["minutely"], False)
+        driver.pool.max_workers = 100
+        with driver.history.transaction():
+            [manual] = driver.engine.open_wave(["minutely"], Trigger.MANUAL, T0, T0)
+        driver.tick(T0 + timedelta(seconds=5))
+        runs = {r.run_id: r for r in driver.runs()}
+        assert (runs[queued.run_id].status, runs[queued.run_id].reason) == ("skipped", "job is paused")
+        assert runs[manual].status == "succeeded"
+    finally:
+        driver.close()
