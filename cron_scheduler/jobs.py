@@ -94,7 +94,12 @@ def job_from_options(job_id: str, opts: dict[str, Any], base: Job | None = None,
         if opts.get(key) is not None:
             value = None if opts[key].lower() in CLEAR else _instant(opts[key], zone, key)
             job = job.replace(**{key: value})
-    return check_job(job)
+    job = check_job(job)
+    when_given = base is None or opts.get("schedule") is not None or opts.get("start_at") is not None
+    if when_given and job.schedule.strip().lower() == "@once" and parse_iso(job.start_at) <= utcnow():
+        # like at(1): a one-off time already past would never run
+        raise InvalidOption(f"--start-at {job.start_at} is in the past: an @once job would never run")
+    return job
 
 
 def check_job(job: Job) -> Job:

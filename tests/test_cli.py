@@ -310,6 +310,7 @@ BAD_ADD = {
     "every-10x": ["new", "@every 10x", "/bin/true"],
     "empty-schedule": ["new", "", "/bin/true"],
     "once-without-start": ["new", "@once", "/bin/true"],
+    "once-in-the-past": ["new", "--start-at", "2020-01-01T00:00", "@once", "/bin/true"],
     "unknown-zone": ["new", "--tz", "Mars/Olympus_Mons", "@daily", "/bin/true"],
     "zone-with-space": ["new", "--tz", "America/New York", "@daily", "/bin/true"],
     "interval-negative": ["new", "--interval", "-5", "@daily", "/bin/true"],

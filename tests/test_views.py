@@ -3,6 +3,10 @@
 import subprocess
 import sys
 
+from cron_scheduler.home import Home
+from cron_scheduler.models import Job
+from cron_scheduler.store import Store
+
 
 def cli(home, *args):
     return subprocess.run([sys.executable, "-m", "cron_scheduler", "--home", str(home), *args],
@@ -11,13 +15,20 @@ def cli(home, *args):
 
 def test_once_job_shows_completed_after_its_slot_and_enabled_before(tmp_path):
     home = tmp_path / "home"
-    assert cli(home, "add", "past", "--start-at", "2020-01-01T00:00", "@once", "/bin/true").returncode == 0
+    # added in 2019 for 2020 (add refuses a time already past)
+    with Store(Home(home)).transaction() as jobs:
+        jobs["past"] = Job(id="past", schedule="@once", command=("/bin/true",),
+                           start_at="2020-01-01T00:00:00+00:00", created_at="2019-12-01T00:00:00+00:00")
     assert cli(home, "add", "future", "--start-at", "2099-01-01T00:00", "@once", "/bin/true").returncode == 0
     assert cli(home, "add", "held", "--paused", "@daily", "/bin/true").returncode == 0
     rows = {line.split()[0]: line.split() for line in cli(home, "list").stdout.splitlines()[1:]}
     assert "completed" in rows["past"]
     assert "enabled" in rows["future"]
     assert "paused" in rows["held"]
+    # editing the past job's other fields is fine; moving it to another past time is not
+    assert cli(home, "update", "past", "--description", "kept").returncode == 0
+    moved = cli(home, "update", "past", "--start-at", "2021-01-01T00:00")
+    assert moved.returncode == 2 and "in the past: an @once job would never run" in moved.stderr
 
 
 def test_graph_prints_downstream_jobs_indented_under_their_upstream(tmp_path):
