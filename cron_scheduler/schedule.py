@@ -12,6 +12,7 @@ naive wall clock of the job's zone, then mapped to instants with the Vixie cron 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import os
 import re
@@ -210,6 +211,96 @@ def _cron_iter(cron: str, hash_id: str | None, seconds: bool):
                     implement_cron_bug=True)
 
 
+@dataclass(frozen=True)
+class _PlainFields:
+    """A cron expression made only of numbers, ranges, steps, lists, names and H, as croniter
+    expanded it: matched here directly, far faster than croniter's stepping (which dominates a
+    daemon start or a listing with thousands of distinct schedules). Semantics are croniter's
+    (with implement_cron_bug), cross-checked against it by property tests."""
+
+    seconds: tuple[int, ...] | None  # None: a 5-field expression (minute precision)
+    minutes: tuple[int, ...]
+    hours: tuple[int, ...]
+    days: frozenset[int] | None  # None: any day of the month ('*')
+    months: frozenset[int] | None
+    weekdays: frozenset[int] | None  # cron numbering, 0 = Sunday
+    day_or: bool  # both day fields restricted and neither starts with '*': either may match
+
+    def after(self, wall: datetime) -> datetime | None:
+        """The first matching wall-clock time strictly after `wall` (at this expression's
+        precision), or None within the next PLAIN_HORIZON years."""
+        unit = timedelta(seconds=1) if self.seconds else timedelta(minutes=1)
+        t = wall.replace(microsecond=0) if self.seconds else wall.replace(second=0, microsecond=0)
+        t += unit
+        end = t.year + PLAIN_HORIZON
+        while t.year <= end:
+            if self.months is not None and t.month not in self.months:
+                year, month = (t.year + 1, 1) if t.month == 12 else (t.year, t.month + 1)
+                t = t.replace(year=year, month=month, day=1, hour=0, minute=0, second=0)
+            elif not self._day_matches(t):
+                t = (t + timedelta(days=1)).replace(hour=0, minute=0, second=0)
+            elif (hour := _at_or_after(self.hours, t.hour)) != t.hour:
+                t = (t + timedelta(days=1)).replace(hour=0, minute=0, second=0) if hour is None else \
+                    t.replace(hour=hour, minute=0, second=0)
+            elif (minute := _at_or_after(self.minutes, t.minute)) != t.minute:
+                t = (t + timedelta(hours=1)).replace(minute=0, second=0) if minute is None else \
+                    t.replace(minute=minute, second=0)
+            elif self.seconds and (second := _at_or_after(self.seconds, t.second)) != t.second:
+                t = (t + timedelta(minutes=1)).replace(second=0) if second is None else t.replace(second=second)
+            else:
+                return t
+        return None
+
+    def _day_matches(self, t: datetime) -> bool:
+        dom = self.days is None or t.day in self.days
+        dow = self.weekdays is None or (t.weekday() + 1) % 7 in self.weekdays
+        return (dom or dow) if self.day_or else (dom and dow)
+
+
+PLAIN_HORIZON = 400  # years: every plain expression that ever fires does so within this
+
+
+def _at_or_after(values: tuple[int, ...], current: int) -> int | None:
+    i = bisect.bisect_left(values, current)
+    return values[i] if i < len(values) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_fields(cron: str, hash_id: str | None, seconds: bool) -> _PlainFields | None:
+    """The expression as _PlainFields, or None when it uses L, W, # or a year field."""
+    it = _cron_iter(cron, hash_id, seconds)
+    expanded = it.expanded
+    if len(expanded) > 6 or it.nth_weekday_of_month or getattr(it, "nearest_weekday", None):
+        return None
+    if any(v != "*" and type(v) is not int for field in expanded for v in field):
+        return None
+
+    def sorted_or_all(field: list, size: int) -> tuple[int, ...]:
+        return tuple(range(size)) if field[0] == "*" else tuple(sorted(field))
+
+    minute, hour, day, month, weekday = expanded[:5]
+    raw = cron.split()[seconds:]  # minute hour dom month dow
+    restricted = day[0] != "*" and weekday[0] != "*"
+    return _PlainFields(
+        seconds=sorted_or_all(expanded[5], 60) if seconds else None,
+        minutes=sorted_or_all(minute, 60), hours=sorted_or_all(hour, 24),
+        days=None if day[0] == "*" else frozenset(day),
+        months=None if month[0] == "*" else frozenset(month),
+        weekdays=None if weekday[0] == "*" else frozenset(v % 7 for v in weekday),
+        day_or=restricted and not (raw[2].startswith("*") or raw[4].startswith("*")))
+
+
+def _wall_next(sched: Schedule, wall: datetime) -> datetime | None:
+    """The next wall-clock time after `wall` matching the cron fields; None if there is none."""
+    plain = _plain_fields(sched.cron, sched.hash_id, sched.seconds_field)
+    if plain is not None:
+        return plain.after(wall)
+    try:
+        return _cron_iter(sched.cron, sched.hash_id, sched.seconds_field).get_next(datetime, start_time=wall)
+    except _croniter().CroniterBadDateError:
+        return None
+
+
 # --- fire times --------------------------------------------------------------------------
 
 def next_fire(sched: Schedule, after: datetime, tz: tzinfo = UTC, *, anchor: datetime | None = None,
@@ -276,12 +367,10 @@ def _first_instant(sched: Schedule, start: datetime, after: datetime, tz: tzinfo
                    until: datetime | None = None) -> datetime | None:
     """Walk wall-clock candidates from `start`; the first instant > `after`. With `until`,
     only second occurrences of repeated wall times count, and the walk ends past `until`."""
-    it = _cron_iter(sched.cron, sched.hash_id, sched.seconds_field)
     candidate = start
     for _ in range(10000):
-        try:
-            candidate = it.get_next(datetime, start_time=candidate)
-        except _croniter().CroniterBadDateError:
+        candidate = _wall_next(sched, candidate)
+        if candidate is None:
             return None
         instants = _instants(candidate, tz, sched.fixed_time)
         if until is not None:

@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from croniter import CroniterBadDateError, croniter
 from freezegun import freeze_time
 
@@ -374,3 +376,53 @@ def test_next_fires_match_croniter_for_200_random_expressions():
         checked += 1
         both_days_restricted += not fields[2].startswith("*") and not fields[4].startswith("*")
     assert both_days_restricted >= 20  # the sample exercises the OR rule
+
+
+# --- the plain-field matcher against croniter itself ----------------------------------------
+
+def _field_text(lo: int, hi: int) -> st.SearchStrategy[str]:
+    value = st.integers(lo, hi)
+    ranges = st.tuples(value, value).filter(lambda ab: ab[0] < ab[1])
+    return st.one_of(
+        st.just("*"), st.integers(2, max(2, (hi - lo) // 2)).map(lambda n: f"*/{n}"), value.map(str),
+        ranges.map(lambda ab: f"{ab[0]}-{ab[1]}"),
+        st.tuples(ranges, st.integers(1, 5)).map(lambda r: f"{r[0][0]}-{r[0][1]}/{r[1]}"),
+        st.lists(value, min_size=2, max_size=4, unique=True).map(lambda vs: ",".join(map(str, sorted(vs)))),
+        st.integers(2, max(2, (hi - lo) // 2)).map(lambda n: f"H/{n}"), st.just("H"))
+
+
+@st.composite
+def _plain_expression(draw) -> tuple[str, bool]:
+    seconds = draw(st.booleans())
+    fields = [draw(_field_text(0, 59)), draw(_field_text(0, 23)), draw(_field_text(1, 31)),
+              draw(_field_text(1, 12)), draw(_field_text(0, 6))]
+    return " ".join(([draw(_field_text(0, 59))] if seconds else []) + fields), seconds
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(case=_plain_expression(),
+       start=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2060, 12, 31)))
+def test_plain_field_matcher_agrees_with_croniter(case, start):
+    """schedule._PlainFields (the fast path for plain fields) must give exactly croniter's next
+    wall-clock times, Vixie DOM/DOW rules included (OR when both are restricted, AND when one
+    starts with '*')."""
+    expr, seconds = case
+    try:
+        it = croniter(expr, start, hash_id=b"job-7", second_at_beginning=seconds, implement_cron_bug=True)
+        expected = [it.get_next(datetime) for _ in range(5)]
+    except CroniterBadDateError:
+        expected = None
+    except (ValueError, KeyError, TypeError):  # croniter refuses some generated fields outright
+        return
+    plain = schedule._plain_fields(expr, "job-7", seconds)
+    assert plain is not None, expr
+    got, wall = [], start
+    for _ in range(5):
+        wall = plain.after(wall)
+        if wall is None:
+            break
+        got.append(wall)
+    if expected is None:
+        assert len(got) < 5 or got[-1] - start > timedelta(days=365 * 50), (expr, start, got)
+    else:
+        assert got == expected, (expr, start)
