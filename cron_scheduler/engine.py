@@ -55,17 +55,17 @@ class Engine:
     def zone_of(self, job: Job) -> tzinfo:
         return schedule.get_zone(job.timezone) if job.timezone else self.zone
 
-    def reload(self, now: datetime, force: bool = False) -> None:
-        """Re-read jobs.json if it changed; a corrupt store keeps the last good jobs."""
+    def reload(self, now: datetime, force: bool = False) -> bool:
+        """Re-read jobs.json if it changed (True); a corrupt store keeps the last good jobs."""
         signature = self.store.signature()
         if signature == self.signature and not force:
-            return
+            return False
         try:
             jobs = self.store.load().decode_all()
         except CronSchedulerError as exc:
             log.error("job store unusable, keeping the last good jobs: %s", exc)
             self.signature = signature
-            return
+            return False
         states = self.history.job_states()
         with self.history.transaction():
             for job_id in set(self.jobs) - set(jobs):
@@ -75,6 +75,7 @@ class Engine:
             for job in jobs.values():
                 self._sync_cursor(job, states.get(job.id), now)
         self.jobs, self.down, self.signature = jobs, planner.dependents(jobs), signature
+        return True
 
     def forget(self) -> None:
         """Drop the jobs and cursors held in memory; the next reload takes them from state.db
@@ -261,24 +262,25 @@ class Engine:
         running in one commit before any is spawned (write-ahead), their pids in a second."""
         free = self.pool.free_slots()
         chosen: list[tuple[Job, Run]] = []
-        if free > 0:
-            running_jobs = self.history.job_ids("running")
-            offset, page = 0, max(16, 2 * free)
-            while len(chosen) < free:
-                runs = self.history.queued(to_iso(now), page, offset)
-                for run in runs:
-                    job = self.jobs.get(run.job_id)
-                    if job is None or (not job.enabled and run.trigger != "manual"):
-                        why = "job removed" if job is None else "job is paused"  # as in advance_waves
-                        with self.history.transaction():
-                            self.history.update_run(run.run_id, status="skipped", finished_at=to_iso(now),
-                                                    reason=why)
-                    elif planner.can_start(job, run, running_jobs, now) and len(chosen) < free:
-                        chosen.append((job, run))
-                        running_jobs.add(job.id)
-                if len(runs) < page:
-                    break
-                offset += page
+        running_jobs: set[str] | None = None  # read once something is queued (idle wakes skip it)
+        offset, page = 0, max(16, 2 * free)
+        while len(chosen) < free:
+            runs = self.history.queued(to_iso(now), page, offset)
+            if runs and running_jobs is None:
+                running_jobs = self.history.job_ids("running")
+            for run in runs:
+                job = self.jobs.get(run.job_id)
+                if job is None or (not job.enabled and run.trigger != "manual"):
+                    why = "job removed" if job is None else "job is paused"  # as in advance_waves
+                    with self.history.transaction():
+                        self.history.update_run(run.run_id, status="skipped", finished_at=to_iso(now),
+                                                reason=why)
+                elif planner.can_start(job, run, running_jobs, now) and len(chosen) < free:
+                    chosen.append((job, run))
+                    running_jobs.add(job.id)
+            if len(runs) < page:
+                break
+            offset += page
         if not chosen:
             return
         specs = []

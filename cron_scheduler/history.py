@@ -111,6 +111,7 @@ class History:
         self.conn = conn
         self.path = path
         self._data_version: int | None = None
+        self._mark: tuple[int, int] | None = None
 
     # --- opening -----------------------------------------------------------------------
 
@@ -228,6 +229,12 @@ class History:
     def has_active(self) -> bool:
         return self.conn.execute("SELECT 1 FROM runs WHERE status IN ('queued', 'waiting', 'running') "
                                  "LIMIT 1").fetchone() is not None
+
+    def changed(self) -> bool:
+        """Whether state.db changed since the last call, through this connection or another."""
+        mark = (self.conn.total_changes, self.conn.execute("PRAGMA data_version").fetchone()[0])
+        changed, self._mark = mark != self._mark, mark
+        return changed
 
     def others_wrote(self) -> bool:
         """Whether another connection (the CLI) committed since the last call."""

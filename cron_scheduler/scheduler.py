@@ -60,6 +60,7 @@ class Daemon:
         self.stopping = False
         self.reload_requested = False
         self.fired = False  # --once: the due timer slots were taken
+        self.retry_at = None  # the earliest queued retry, as of the last full pass
 
     def _on_signal(self, signum, frame) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
@@ -132,37 +133,49 @@ class Daemon:
             finished += pool.wait(timeout)
 
     def _step(self, engine, requests, now) -> bool:
-        """One pass: store, requests, due slots, waves, starts. False once --once is done."""
-        if self.reload_requested:
-            self.reload_requested = False
-            try:  # a broken config.toml is reported; the daemon keeps its last good config
-                config = load_config(self.home)
-                # the pool is sized once: keep the max_workers in force (--max-workers)
-                self.config = dataclasses.replace(config, max_workers=self.config.max_workers)
-                engine.configure(self.config)
-            except CronSchedulerError as exc:
-                log.error("config not reloaded, keeping the last good one: %s", exc)
-            engine.reload(now, force=True)
-            for handler in log.handlers:
-                if isinstance(handler, logging.FileHandler):
-                    handler.close()  # reopened on the next record (log rotation by others)
-            log.info("reloaded store and config (SIGHUP)")
-        else:
-            engine.reload(now)
-        requests.handle(now)
-        if not (self.once and self.fired):  # with --once, timer slots are taken once, at start
-            engine.fire_due(now)
-            self.fired = True
-        engine.advance_waves(now)
-        engine.start_queued(now)
+        """One pass: store, requests, due slots, waves, starts. False once --once is done.
+        A pass in which nothing changed (store, state.db by anyone) and nothing fell due only
+        looks: an idle daemon does one stat and one PRAGMA a second."""
+        reloaded = self._reload(engine, now)
+        changed = engine.history.changed()
+        if reloaded or changed or self._due(engine, now):
+            requests.handle(now)
+            if not (self.once and self.fired):  # with --once, timer slots are taken once, at start
+                engine.fire_due(now)
+                self.fired = True
+            engine.advance_waves(now)
+            engine.start_queued(now)
+            self.retry_at = engine.retry_due()
         if self.once and not engine.history.has_active():
             log.info("--once: nothing left to run; exiting")
             return False
         return True
 
+    def _reload(self, engine, now) -> bool:
+        """The store when it changed, and config.toml too after SIGHUP; True if reloaded."""
+        if not self.reload_requested:
+            return engine.reload(now)
+        self.reload_requested = False
+        try:  # a broken config.toml is reported; the daemon keeps its last good config
+            config = load_config(self.home)
+            # the pool is sized once: keep the max_workers in force (--max-workers)
+            self.config = dataclasses.replace(config, max_workers=self.config.max_workers)
+            engine.configure(self.config)
+        except CronSchedulerError as exc:
+            log.error("config not reloaded, keeping the last good one: %s", exc)
+        engine.reload(now, force=True)
+        for handler in log.handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.close()  # reopened on the next record (log rotation by others)
+        log.info("reloaded store and config (SIGHUP)")
+        return True
+
+    def _due(self, engine, now) -> bool:
+        return any(when is not None and when <= now for when in (engine.next_slot(), self.retry_at))
+
     def _timeout(self, engine, now) -> float:
         timeout = STORE_POLL
-        for when in (engine.next_slot(), engine.retry_due()):
+        for when in (engine.next_slot(), self.retry_at):
             if when is not None:
                 timeout = min(timeout, max(0.0, (when - now).total_seconds()))
         return timeout

@@ -26,3 +26,19 @@ def test_queued_runs_come_by_priority_then_slot_then_age_and_page(tmp_path):
         order = [r.run_id for r in history.queued(now, 100)]
         assert order == [high_early, high_late, mid_b_first, mid_b_second, low, neg]
         assert [r.run_id for r in history.queued(now, 2, offset=2)] == order[2:4]
+
+
+def test_changed_sees_writes_by_this_connection_and_by_others(tmp_path):
+    """The daemon's idle pass skips its queries while changed() is False: it must report every
+    commit, its own (a finished run recorded) and the CLI's (a request)."""
+    home = Home(tmp_path / "home")
+    with History.opened(home) as daemon, History.opened(home) as cli:
+        assert daemon.changed()  # the first call has nothing to compare with
+        assert not daemon.changed()
+        with daemon.transaction():
+            daemon.insert_run(job_id="a", scheduled_for=T0.isoformat(), trigger="manual", status="queued")
+        assert daemon.changed() and not daemon.changed()
+        cli.add_request("run", {"jobs": ["a"]}, T0.isoformat())
+        assert daemon.changed() and not daemon.changed()
+        daemon.queued(T0.isoformat(), 10)  # reads change nothing
+        assert not daemon.changed()
