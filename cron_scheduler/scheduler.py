@@ -45,6 +45,9 @@ def setup_logging(home: Home, config: Config, level: str) -> None:
     log.handlers.clear()
     log.setLevel(level.upper())
     log.propagate = False
+    # scheduler.log on a full disk: drop its lines quietly (stderr still gets them) instead of
+    # printing a traceback for each one
+    logging.raiseExceptions = False
     fmt = _Formatter("%(asctime)s %(levelname)s %(message)s")
     handler = _RotatingLog(home.log, maxBytes=config.log_max_bytes, backupCount=config.log_backups)
     os.chmod(home.log, 0o600)

@@ -1,5 +1,6 @@
 """scheduler.log: one line per event, ISO timestamps with offset, rotated by size."""
 
+import logging
 from datetime import datetime
 
 from cron_scheduler.home import Config, Home
@@ -27,3 +28,34 @@ def test_scheduler_log_rotates_by_size_and_keeps_the_configured_backups(tmp_path
     assert stamp.utcoffset() is not None
     older = (home.root / "scheduler.log.1").read_text().splitlines()
     assert int(older[-1].split()[3]) + 1 == int(home.log.read_text().split()[3])  # nothing lost between files
+
+
+def test_a_full_disk_under_the_log_costs_no_traceback_and_stderr_keeps_the_lines(tmp_path, capsys,
+                                                                                 monkeypatch):
+    monkeypatch.setattr(logging, "raiseExceptions", True)  # the default; restored afterwards
+    home = Home(tmp_path / "home").ensure()
+    setup_logging(home, Config(), "INFO")
+
+    class Full:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        def flush(self):
+            pass
+
+        def tell(self):
+            return 0
+
+        def close(self):
+            pass
+
+    try:
+        log.handlers[0].stream = Full()  # scheduler.log can no longer be written
+        log.info("run 7 job backup finished: succeeded")
+    finally:
+        for handler in log.handlers:
+            handler.close()
+        log.handlers.clear()
+    err = capsys.readouterr().err
+    assert "run 7 job backup finished: succeeded" in err
+    assert "Traceback" not in err and "Logging error" not in err
