@@ -426,3 +426,81 @@ def test_plain_field_matcher_agrees_with_croniter(case, start):
         assert len(got) < 5 or got[-1] - start > timedelta(days=365 * 50), (expr, start, got)
     else:
         assert got == expected, (expr, start)
+
+
+_NAMED = {3: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+          4: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]}
+
+
+@st.composite
+def _any_plain_field(draw, index: int, lo: int, hi: int) -> str:
+    """Plain cron syntax: numbers, names, ranges, steps, lists (values in range; the edge cases
+    are listed in the next test)."""
+    def value(v: int) -> str:
+        if index in _NAMED and 0 <= v - (index == 3) < len(_NAMED[index]) and draw(st.booleans()):
+            name = _NAMED[index][v - (index == 3)]
+            return name.upper() if draw(st.booleans()) else name
+        return str(v)
+
+    def part() -> str:
+        kinds = ["*/n", "a", "a-b", "a-b/n"] + ([] if index == 4 else ["a/n"])  # dow a/n: croniter's
+        kind = draw(st.sampled_from(kinds))
+        step = draw(st.integers(1, hi))
+        a = draw(st.integers(lo, hi - 1))
+        b = draw(st.integers(a + 1, hi))
+        return {"*/n": f"*/{step}", "a": value(a), "a-b": f"{value(a)}-{value(b)}",
+                "a-b/n": f"{value(a)}-{value(b)}/{step}", "a/n": f"{value(a)}/{step}"}[kind]
+
+    whole = draw(st.integers(0, 5))
+    if whole < 2:
+        return ("*", "H")[whole]
+    return ",".join(part() for _ in range(draw(st.integers(1, 3))))
+
+
+@st.composite
+def _any_plain_expression(draw) -> tuple[str, bool]:
+    seconds = draw(st.booleans())
+    bounds = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+    fields = [draw(_any_plain_field(i, lo, hi)) for i, (lo, hi) in enumerate(bounds)]
+    if seconds:
+        fields.insert(0, draw(_any_plain_field(5, 0, 59)))
+    return " ".join(fields), seconds
+
+
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
+@given(case=_any_plain_expression(), hash_id=st.text(min_size=1, max_size=20))
+def test_plain_expansion_is_croniters_whenever_it_answers(case, hash_id):
+    """schedule._expand_plain (croniter's parsing, skipped for plain fields) must give exactly
+    croniter.expand()'s fields, '*' placement included (it decides the DOM/DOW rule) and H
+    hashed by the job id as croniter hashes it; anything it does not answer (None) goes to
+    croniter, which then accepts or refuses it."""
+    expr, seconds = case
+    mine = schedule._expand_plain(expr, seconds, hash_id)
+    if mine is None:
+        return
+    assert mine == croniter.expand(expr, hash_id=hash_id.encode(), second_at_beginning=seconds)[0], expr
+    answered.append(expr)
+
+
+answered: list[str] = []  # how much of the sample the fast path took (checked below)
+
+
+@pytest.mark.parametrize("expr", [
+    "60 * * * *", "* 24 * * *", "0 0 0 * *", "0 0 32 * *", "0 0 * 0 *", "0 0 * 13 *", "0 0 * * 8",
+    "*/0 * * * *", "5-5 * * * *", "10-5 * * * *", "0 0 1-31/0 * *", "*,5 * * * *", "0 0 * * 7-7",
+    "0 0 * * sun-7", "0 0 * * 0-6,7", "0 0 * * 5-7", "*/60 * * * *", "0 0 2/40 * *", "0 0 * * */7",
+])
+def test_plain_expansion_edge_cases_are_croniters_or_left_to_it(expr):
+    mine = schedule._expand_plain(expr, False)
+    if mine is not None:
+        assert mine == croniter.expand(expr)[0]
+
+
+def test_plain_expansion_answers_the_common_forms_and_most_of_the_sample():
+    for expr in ("*/5 * * * *", "0 2 * * *", "30 4 1,15 * 1-5", "0 0 * jan-mar sun", "15 */2 1-20/3 * *"):
+        assert schedule._expand_plain(expr, False) is not None, expr
+    assert schedule._expand_plain("H H * * *", False, "job-1") is not None
+    for expr in ("0 0 L * *", "0 0 * * 5#2", "H/15 * * * *", "H(0-29) * * * *", "0 0 ? * *", "0 0 15W * *",
+                 "0 0 * * 1/2"):
+        assert schedule._expand_plain(expr, False, "job-1") is None, expr
+    assert len(answered) >= 300  # the property above compared that many expansions with croniter
