@@ -16,10 +16,11 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -320,6 +321,19 @@ class Env:
             pass
         if problems:
             pytest.fail("; ".join(problems))
+
+
+@contextmanager
+def temp_env(tmp_path: Path) -> Iterator[Env]:
+    """A temp home (0700, short kill/shutdown grace in config.toml) and its helpers.
+
+    Every daemon started through it is stopped at the end (SIGTERM, wait; kill -9 last), and
+    processes of its runs that are still alive are killed."""
+    env = Env(home=make_home(tmp_path), tmp=tmp_path)
+    try:
+        yield env
+    finally:
+        env.cleanup()
 
 
 def make_home(tmp_path: Path) -> Path:

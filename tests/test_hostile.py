@@ -13,13 +13,11 @@ import io
 import json
 import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import textwrap
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,6 +30,8 @@ from cron_scheduler.home import Home
 from cron_scheduler.models import Job, parse_duration, parse_size, to_iso, utcnow, validate_job_id
 from cron_scheduler.runner import find_marked
 from cron_scheduler.store import Store
+
+from harness import Env, temp_env
 
 UTC = timezone.utc
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -296,79 +296,32 @@ def test_cli_huge_numbers_are_clean_errors(args, tmp_path):
 
 # --- end to end: a real daemon with --once -------------------------------------------------
 
-CONFIG = "kill_grace = 2.0\nshutdown_grace = 5.0\n"
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("CRON_SCHEDULER_HOME", "XDG_STATE_HOME")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Site:
-    """A temp home, the CLI and `scheduler --once` as subprocesses, state.db read directly."""
-
-    def __init__(self, tmp: Path):
-        self.tmp = tmp
-        self.home = tmp / "home"
-        self.home.mkdir(mode=0o700)
-        (self.home / "config.toml").write_text(CONFIG)
-        (self.home / "config.toml").chmod(0o600)
-        self.work = tmp / "work"
-        self.work.mkdir()
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "cron_scheduler", "--home", str(self.home), *args],
-                              capture_output=True, text=True, env=_env(), cwd=self.work, timeout=60,
-                              stdin=subprocess.DEVNULL)
-        if check:
-            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
-        return proc
-
-    def once(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "cron_scheduler.scheduler", "--home", str(self.home),
-                               "--once", *args], capture_output=True, text=True, env=_env(), cwd=self.work,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-        assert proc.returncode == 0, proc.stderr
-        return proc
-
-    def runs(self, job_id: str) -> list[dict]:
-        conn = sqlite3.connect(self.home / "state.db")
-        conn.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in conn.execute("SELECT * FROM runs WHERE job_id = ? ORDER BY run_id",
-                                                  (job_id,))]
-        finally:
-            conn.close()
-
-    def log(self) -> str:
-        return (self.home / "scheduler.log").read_text(errors="replace")
-
-
 @pytest.fixture
-def site(tmp_path) -> Site:
-    return Site(tmp_path)
+def site(tmp_path: Path) -> Iterator[Env]:
+    """harness.temp_env: a temp home, the CLI and the daemon as subprocesses (scripts in tmp)."""
+    with temp_env(tmp_path) as env:
+        yield env
 
 
 METACHARS = ["; touch pwned1", "$(touch pwned2)", "`touch pwned3`", "&& touch pwned4", "| touch pwned5",
              "> pwned6", "'; touch pwned7; '", "\"$(touch pwned8)\"", "*", "~", "$HOME", "a\nb"]
 
 
-def _pwned(site: Site) -> list[str]:
-    found = [str(p) for p in site.tmp.rglob("pwned*")]  # the work dir, the home, the runs' logs
+def _pwned(site: Env) -> list[str]:
+    found = [str(p) for p in site.tmp.rglob("pwned*")]  # the runs' cwd, the home, the runs' logs
     return found + [str(p) for p in Path.cwd().glob("pwned*")]
 
 
 @pytest.mark.timeout(120)
 def test_shell_metacharacters_are_literal_arguments(site):
-    printer = site.work / "argv.py"
+    printer = site.tmp / "argv.py"
     printer.write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
-    evil = site.work / "evil$(touch pwned9);.sh"
+    evil = site.tmp / "evil$(touch pwned9);.sh"
     evil.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n")
     evil.chmod(0o755)
-    site.cli("add", "py-args", "--cwd", str(site.work), "@after", str(printer), *METACHARS)
-    site.cli("add", "sh-args", "--cwd", str(site.work), "@after", str(evil), *METACHARS[:6])
-    site.cli("add", "echo-args", "--cwd", str(site.work), "@after", "/bin/echo", "x")
+    site.cli("add", "py-args", "--cwd", str(site.tmp), "@after", str(printer), *METACHARS)
+    site.cli("add", "sh-args", "--cwd", str(site.tmp), "@after", str(evil), *METACHARS[:6])
+    site.cli("add", "echo-args", "--cwd", str(site.tmp), "@after", "/bin/echo", "x")
     # update --command splits like a shell, but nothing runs through one
     site.cli("update", "echo-args", "--command", "/bin/echo '$(touch pwned10)' ; touch pwned11 `touch pwned12`")
     shown = json.loads(site.cli("show", "py-args", "--json").stdout)
@@ -377,7 +330,7 @@ def test_shell_metacharacters_are_literal_arguments(site):
     assert json.loads(site.cli("show", "echo-args", "--json").stdout)["command"] == [
         "/bin/echo", "$(touch pwned10)", ";", "touch", "pwned11", "`touch", "pwned12`"]
     site.cli("run", "py-args", "sh-args", "echo-args")
-    site.once()
+    site.run_once()
     for job_id in ("py-args", "sh-args", "echo-args"):
         runs = site.runs(job_id)
         assert [r["status"] for r in runs] == ["succeeded"], runs
@@ -409,11 +362,11 @@ FORK_BOMB = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_job_forking_500_children_is_fully_killed_on_timeout(site):
-    script = site.work / "bomb.py"
+    script = site.tmp / "bomb.py"
     script.write_text(FORK_BOMB)
     site.cli("add", "bomb", "--timeout", "2s", "@after", str(script))
     site.cli("run", "bomb")
-    site.once()
+    site.run_once()
     runs = site.runs("bomb")
     assert len(runs) == 1, runs
     run = runs[0]
@@ -425,25 +378,25 @@ def test_job_forking_500_children_is_fully_killed_on_timeout(site):
         for pid in survivors:
             os.kill(pid, signal.SIGKILL)
     assert survivors == set(), f"{len(survivors)} processes of the run survived its timeout"
-    assert "giving up" not in site.log()
+    assert "giving up" not in site.log_text()
 
 
 @pytest.mark.timeout(120)
 def test_env_secret_never_reaches_the_scheduler_log(site):
-    script = site.work / "uses_secret.py"
+    script = site.tmp / "uses_secret.py"
     script.write_text("import os\nassert os.environ['SECRET'] == 'hunter2'\nprint('len', len(os.environ['SECRET']))\n")
     site.cli("add", "secretive", "--env", "SECRET=hunter2", "--env", "TOKEN=sw0rdfish", "@after", str(script))
     # a run that cannot start (its command is missing) is logged with its error: no env either
     site.cli("add", "broken", "--no-check", "--env", "SECRET=hunter2", "@after", "/nonexistent/cmd")
     site.cli("run", "secretive", "broken")
-    proc = site.once("--log-level", "DEBUG")
+    daemon = site.run_once("--log-level", "DEBUG")
     assert site.runs("secretive")[0]["status"] == "succeeded", site.runs("secretive")
     assert site.runs("broken")[0]["status"] == "failed"
-    log = site.log()
+    log = site.log_text()
     assert "secretive" in log and "broken" in log
     for secret in ("hunter2", "sw0rdfish"):
         assert secret not in log, "a job's environment leaked into scheduler.log"
-        assert secret not in proc.stderr
+        assert secret not in daemon.stderr()
         history = site.cli("history", "--json", "--limit", "100").stdout
         assert secret not in history
 
@@ -455,7 +408,7 @@ def test_daemon_survives_a_job_whose_next_fire_overflows(site):
         jobs["far"] = Job(id="far", schedule="* * * * *", command=("/bin/true",),
                           start_at="9999-12-31T23:59:30+00:00", created_at=to_iso(utcnow()))
     site.cli("run", "good")
-    site.once(timeout=30)
+    site.run_once(timeout=30)
     assert [r["status"] for r in site.runs("good")] == ["succeeded"]
 
 
@@ -469,7 +422,7 @@ def test_symlink_planted_in_runs_cannot_redirect_output_outside_the_home(site):
     (site.home / "runs").mkdir(mode=0o700, exist_ok=True)
     (site.home / "runs" / "victim").symlink_to(outside, target_is_directory=True)
     site.cli("run", "victim")
-    site.once(timeout=30)
+    site.run_once(timeout=30)
     [run] = site.runs("victim")
     # O_NOFOLLOW on the job's directory: ENOTDIR ("Not a directory: '.../runs/victim'")
     assert run["status"] == "failed" and str(site.home / "runs" / "victim") in run["reason"], run

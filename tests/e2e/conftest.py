@@ -5,18 +5,14 @@ from typing import Callable
 
 import pytest
 
-from harness import Daemon, Env, make_home
+from harness import Daemon, Env, temp_env
 
 
 @pytest.fixture
 def e2e(tmp_path: Path):
-    """A temp home (0700, short kill/shutdown grace in config.toml) and its helpers.
-
-    Every daemon started through it is stopped at teardown (SIGTERM, wait; kill -9 last), and
-    processes of its runs that are still alive are killed."""
-    env = Env(home=make_home(tmp_path), tmp=tmp_path)
-    yield env
-    env.cleanup()
+    """harness.temp_env: a temp home and its helpers; daemons and runs stopped at teardown."""
+    with temp_env(tmp_path) as env:
+        yield env
 
 
 @pytest.fixture
