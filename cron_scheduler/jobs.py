@@ -17,7 +17,7 @@ from cron_scheduler import schedule
 from cron_scheduler.errors import (DependencyCycle, DuplicateJob, InvalidOption, MissingScript,
                                    UnknownDependency, UnknownJob)
 from cron_scheduler.home import Home, load_config
-from cron_scheduler.models import (UTC, CatchUp, Job, Overlap, parse_duration, parse_iso, parse_notify,
+from cron_scheduler.models import (CatchUp, Job, Overlap, parse_duration, parse_iso, parse_notify,
                                    parse_size, to_iso, utcnow, validate_job_id)
 from cron_scheduler.store import Store
 
