@@ -97,9 +97,9 @@ class Daemon:
             history = History.open(self.home)
             pool = LocalPool(max_workers=self.config.max_workers, kill_grace=self.config.kill_grace,
                              wake_fd=wake_fd)
-            engine = Engine(self.home, self.config, pool, history)
-            requests = Requests(engine)
             now = utcnow()
+            engine = Engine(self.home, self.config, pool, history, started=now)
+            requests = Requests(engine)
             engine.reload(now)
             log.info("daemon started: pid %d, home %s, %d jobs, max_workers %d%s", os.getpid(), self.home.root,
                      len(engine.jobs), self.config.max_workers, "" if subreaper else " (no child subreaper)")
@@ -164,11 +164,13 @@ class Daemon:
             # the pool is sized once: keep the max_workers in force (--max-workers)
             self.config = dataclasses.replace(config, max_workers=self.config.max_workers)
             engine.configure(self.config)
+            engine.pool.kill_grace = self.config.kill_grace  # for stops and caps from now on
         except CronSchedulerError as exc:
             log.error("config not reloaded, keeping the last good one: %s", exc)
         engine.reload(now, force=True)
         for handler in log.handlers:
-            if isinstance(handler, logging.FileHandler):
+            if isinstance(handler, logging.handlers.RotatingFileHandler):
+                handler.maxBytes, handler.backupCount = self.config.log_max_bytes, self.config.log_backups
                 handler.close()  # reopened on the next record (log rotation by others)
         log.info("reloaded store and config (SIGHUP)")
         return True

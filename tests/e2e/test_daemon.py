@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -342,3 +342,30 @@ def test_kill_9_then_restart_re_supervises_a_live_run(e2e, daemon):
     # not our child any more: its exit status is unknowable
     assert run["status"] == "interrupted", run
     assert "unknown" in run["reason"]
+
+
+STUBBORN = """
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ignoring SIGTERM", flush=True)
+time.sleep(300)
+"""
+
+
+def test_sighup_applies_kill_grace_and_log_rotation_settings(e2e, daemon):
+    """Regression: SIGHUP re-read config.toml but kept the old kill_grace, log_max_bytes and
+    log_backups in force until a restart."""
+    (e2e.home / "config.toml").write_text("kill_grace = 120.0\nshutdown_grace = 5.0\n")
+    e2e.create_cron("stubborn", "--timeout", "1s", "@after", e2e.script("stubborn.py", STUBBORN))
+    e2e.create_cron("chatty", "* * * * * *", "/bin/true")
+    d = daemon()
+    (e2e.home / "config.toml").write_text(
+        "kill_grace = 1.0\nshutdown_grace = 5.0\nlog_max_bytes = 4096\nlog_backups = 1\n")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_until("the reload", lambda: "reloaded store and config" in e2e.log_text())
+    e2e.cli("run", "stubborn")
+    run = e2e.wait_status("stubborn", "timeout", timeout=30)[0]  # SIGKILL 1 s after the cap, not 120 s
+    took = datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])
+    assert took < timedelta(seconds=30)
+    wait_until("scheduler.log to rotate at 4 KiB", lambda: (e2e.home / "scheduler.log.1").exists())
+    assert not (e2e.home / "scheduler.log.2").exists()  # log_backups = 1
