@@ -20,9 +20,9 @@ from pathlib import Path
 
 from cron_scheduler import planner, schedule
 from cron_scheduler.errors import CronSchedulerError
-from cron_scheduler.history import ACTIVE, History, Run
+from cron_scheduler.history import History, Run
 from cron_scheduler.home import Config, Home
-from cron_scheduler.models import UTC, Job, RunStatus, Trigger, parse_iso, to_iso
+from cron_scheduler.models import ACTIVE, UTC, Job, RunStatus, Trigger, parse_iso, to_iso
 from cron_scheduler.pool import UNKNOWN_STATUS, Pool
 from cron_scheduler.runner import RunResult, RunSpec, kill_tree, pipe_path, process_start_time
 from cron_scheduler.store import Store
@@ -31,8 +31,10 @@ log = logging.getLogger("cron_scheduler")
 
 
 class Engine:
-    def __init__(self, home: Home, config: Config, pool: Pool, history: History):
+    def __init__(self, home: Home, config: Config, pool: Pool, history: History,
+                 started: datetime | None = None):
         self.home, self.config, self.pool, self.history = home, config, pool, history
+        self.started = started  # slots before it fell while no daemon ran: they follow catch_up
         self.store = Store(home)
         self.zone = schedule.get_zone(config.timezone)
         self.jobs: dict[str, Job] = {}
@@ -126,7 +128,7 @@ class Engine:
     def _fire(self, job_id: str, when: datetime, now: datetime) -> None:
         job = self.jobs[job_id]
         try:
-            plan = planner.plan_slots(job, self.zone_of(job), when, now)
+            plan = planner.plan_slots(job, self.zone_of(job), when, now, since=self.started)
         except Exception as exc:  # noqa: BLE001 - as in _sync_cursor
             _log_unschedulable(job_id, exc)
             self.cursors[job_id] = None
@@ -148,10 +150,10 @@ class Engine:
         ran = [s for s, t in plan.runs if t is Trigger.CATCH_UP]
         what = f"catch-up={job.catch_up.value}" + (f", ran {to_iso(ran[-1])}" if ran else "")
         span = to_iso(first) if count == 1 else f"{to_iso(first)} .. {to_iso(last)}"
-        self.history.insert_run(job_id=job.id, slot=to_iso(first), scheduled_for=to_iso(first),
-                                trigger="schedule", status="missed", queued_at=to_iso(now),
-                                finished_at=to_iso(now), missed_count=count, missed_until=to_iso(last),
-                                reason=f"missed {'' if plan.counted else 'at least '}{count} slot(s) {span}: not seen in time "
+        self.history.add_run(RunStatus.MISSED, to_iso(now), job_id=job.id, slot=to_iso(first),
+                             scheduled_for=to_iso(first), trigger=Trigger.SCHEDULE.value, queued_at=to_iso(now),
+                             finished_at=to_iso(now), missed_count=count, missed_until=to_iso(last),
+                             reason=f"missed {'' if plan.counted else 'at least '}{count} slot(s) {span}: not seen in time "
                                        f"(daemon down or stalled); {what}")
         log.warning("job %s missed %d slot(s) %s (%s)", job.id, count, span, what)
 
@@ -170,15 +172,16 @@ class Engine:
         for job_id in members:
             job = self.jobs[job_id]
             is_root = job_id in roots
-            status = "waiting" if job.depends_on and not (is_root and ignore_deps) else "queued"
+            status = (RunStatus.WAITING if job.depends_on and not (is_root and ignore_deps)
+                      else RunStatus.QUEUED)
             values = dict(job_id=job_id, scheduled_for=to_iso(scheduled), wave=wave, priority=job.priority,
                           queued_at=to_iso(now), trigger=(trigger if is_root else Trigger.DEPENDENCY).value,
                           slot=to_iso(slot) if is_root and slot else None)
-            if is_root and status == "queued" and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
+            if is_root and status is RunStatus.QUEUED and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
                 decision = planner.overlap(job, [r for r in self.history.with_status(*ACTIVE, job_id=job_id)
                                                  if r.run_id not in planned])
                 if decision.action == "skip":
-                    status = "skipped"
+                    status = RunStatus.SKIPPED
                     values.update(finished_at=to_iso(now), reason=decision.reason)
                     log.info("job %s slot %s skipped: %s", job_id, values["scheduled_for"], decision.reason)
                 elif decision.action == "replace":
@@ -186,42 +189,45 @@ class Engine:
                         self.kill(victim, "replaced by a newer run (overlap=replace)", now)
                 elif decision.action == "queue":
                     values.update(reason=decision.reason)
-            run_id = self.history.insert_run(status=status, **values)
+            run_id = self.history.add_run(status, to_iso(now), **values)
             if run_id is None:
                 continue  # this slot was claimed before (crash recovery): never run it twice
             created.append(run_id)
-            if status == "queued":
+            if status is RunStatus.QUEUED:
                 log.info("run %d job %s queued (%s, %s)", run_id, job_id, values["trigger"], values["scheduled_for"])
         return created
 
     def advance_waves(self, now: datetime) -> None:
         """Release or block runs waiting for their upstreams."""
-        waiting = self.history.with_status("waiting")
+        waiting = self.history.with_status(RunStatus.WAITING)
         if not waiting:
             return
-        active_jobs = self.history.job_ids("queued", "running")
+        active_jobs = self.history.job_ids(RunStatus.QUEUED, RunStatus.RUNNING)
         waves: dict[int, tuple[dict[str, Run], set[str]]] = {}
         with self.history.transaction():
             for run in waiting:
                 job = self.jobs.get(run.job_id)
-                if job is None or not job.enabled:
-                    why = "job removed" if job is None else "job is paused"
-                    self.history.update_run(run.run_id, status="skipped", finished_at=to_iso(now), reason=why)
+                why = _not_runnable(job, run)
+                if why:
+                    self.history.transition(run.run_id, RunStatus.SKIPPED, to_iso(now), finished_at=to_iso(now),
+                                            reason=why)
                     continue
                 if run.wave not in waves:  # read each wave once per pass
                     waves[run.wave] = self._wave_state(run.wave)
                 latest, members = waves[run.wave]
                 decision = planner.wave_decision(job, members, latest, self.history.latest_final, active_jobs)
-                if decision.action != "wait":  # later runs of this pass see the decision
-                    latest[run.job_id] = dataclasses.replace(
-                        run, status="queued" if decision.action == "release" else "blocked", reason=decision.reason)
-                if decision.action == "release":
-                    self.history.update_run(run.run_id, status="queued", queued_at=to_iso(now))
+                if decision.action == "wait":
+                    continue
+                status = _WAVE_STATUS[decision.action]
+                latest[run.job_id] = dataclasses.replace(run, status=status, reason=decision.reason)
+                if status is RunStatus.QUEUED:  # later runs of this pass see the decision
+                    self.history.transition(run.run_id, status, to_iso(now), queued_at=to_iso(now))
                     log.info("run %d job %s released: upstreams succeeded", run.run_id, run.job_id)
-                elif decision.action == "block":
-                    self.history.update_run(run.run_id, status="blocked", finished_at=to_iso(now),
+                else:
+                    self.history.transition(run.run_id, status, to_iso(now), finished_at=to_iso(now),
                                             reason=decision.reason)
-                    log.warning("run %d job %s %s", run.run_id, run.job_id, decision.reason)
+                    (log.warning if status is RunStatus.BLOCKED else log.info)(
+                        "run %d job %s %s", run.run_id, run.job_id, decision.reason)
 
     def release_blocked(self, run: Run, now: datetime) -> None:
         """After a success in a wave, give blocked downstream jobs of that wave one new chance:
@@ -231,9 +237,9 @@ class Engine:
             return
         downstream = set(planner.wave_members([run.job_id], self.jobs, self.down)) - {run.job_id}
         latest, members = self._wave_state(run.wave)
-        active_jobs = self.history.job_ids("queued", "running")
+        active_jobs = self.history.job_ids(RunStatus.QUEUED, RunStatus.RUNNING)
         blocked = sorted(j for j in downstream
-                         if j in self.jobs and j in latest and latest[j].status == "blocked")
+                         if j in self.jobs and j in latest and latest[j].status is RunStatus.BLOCKED)
         progress = True
         while progress:  # a released job counts as pending for the jobs below it
             progress = False
@@ -243,10 +249,10 @@ class Engine:
                 if decision.action == "block":
                     continue
                 prev = latest[job_id]
-                self.history.insert_run(job_id=job_id, scheduled_for=prev.scheduled_for, wave=run.wave,
-                                        trigger="dependency", attempt=prev.attempt + 1, status="waiting",
-                                        priority=self.jobs[job_id].priority, queued_at=to_iso(now))
-                latest[job_id] = dataclasses.replace(prev, status="waiting")
+                self.history.add_run(RunStatus.WAITING, to_iso(now), job_id=job_id, scheduled_for=prev.scheduled_for,
+                                     wave=run.wave, trigger=Trigger.DEPENDENCY.value, attempt=prev.attempt + 1,
+                                     priority=self.jobs[job_id].priority, queued_at=to_iso(now))
+                latest[job_id] = dataclasses.replace(prev, status=RunStatus.WAITING)
                 blocked.remove(job_id)
                 progress = True
                 log.info("job %s released in wave %d after run %d succeeded", job_id, run.wave, run.run_id)
@@ -267,14 +273,13 @@ class Engine:
         while len(chosen) < free:
             runs = self.history.queued(to_iso(now), page, offset)
             if runs and running_jobs is None:
-                running_jobs = self.history.job_ids("running")
+                running_jobs = self.history.job_ids(RunStatus.RUNNING)
             for run in runs:
                 job = self.jobs.get(run.job_id)
-                if job is None or (not job.enabled and run.trigger != "manual"):
-                    why = "job removed" if job is None else "job is paused"  # as in advance_waves
-                    with self.history.transaction():
-                        self.history.update_run(run.run_id, status="skipped", finished_at=to_iso(now),
-                                                reason=why)
+                why = _not_runnable(job, run)
+                if why:
+                    self.history.transition(run.run_id, RunStatus.SKIPPED, to_iso(now), finished_at=to_iso(now),
+                                            reason=why)
                 elif planner.can_start(job, run, running_jobs, now) and len(chosen) < free:
                     chosen.append((job, run))
                     running_jobs.add(job.id)
@@ -305,9 +310,9 @@ class Engine:
         log_path = self.home.run_log(job.id, run.run_id)
         late = (now - parse_iso(run.scheduled_for)).total_seconds()
         reason = run.reason
-        if run.trigger in ("schedule", "catch-up", "retry") and late > planner.MISS_AFTER.total_seconds():
+        if run.trigger in _TIMED and late > planner.MISS_AFTER.total_seconds():
             reason = f"started {late:.0f}s late"
-        self.history.update_run(run.run_id, status="running", started_at=to_iso(now), marker=marker,
+        self.history.transition(run.run_id, RunStatus.RUNNING, to_iso(now), started_at=to_iso(now), marker=marker,
                                 output_path=str(log_path), reason=reason)
         return RunSpec(run_id=run.run_id, job_id=job.id, argv=self.argv(job), env=self.env(job, run),
                        cwd=job.cwd, log_path=log_path, max_output=job.max_output, timeout=job.timeout,
@@ -329,13 +334,16 @@ class Engine:
         return env
 
     def record_all(self, results: list[RunResult], now: datetime) -> None:
-        """Record the runs that finished since the last wake, in one commit."""
+        """Record the runs that finished since the last wake, in one commit. The jobs are
+        loaded first: after a failed write they were forgotten, and a result recorded without
+        its job would lose its retry and its effect on downstream jobs."""
         if results:
+            self.reload(now)
             with self.history.transaction():
                 for result in results:
                     self.record(result, now)
 
-    def record(self, result: RunResult, now: datetime, status: str | None = None) -> Run:
+    def record(self, result: RunResult, now: datetime, status: RunStatus | None = None) -> Run:
         """Close a finished run: its status, then retry, release or block what follows."""
         run = self.history.get_run(result.run_id)
         status = status or _status_of(result)
@@ -347,8 +355,8 @@ class Engine:
                       f"hit its time cap after {result.finished_at - result.started_at:.1f}s")
         signame = _signal_name(result.signal)
         with self.history.transaction():
-            self.history.update_run(
-                run.run_id, status=status, finished_at=to_iso(_instant(result.finished_at) or now),
+            self.history.transition(
+                run.run_id, status, to_iso(now), finished_at=to_iso(_instant(result.finished_at) or now),
                 started_at=to_iso(_instant(result.started_at)) or run.started_at, exit_code=result.exit_code,
                 signal=signame, reason=reason, output_bytes=result.output_bytes, truncated=int(result.truncated),
                 cpu_user=result.cpu_user, cpu_sys=result.cpu_sys, max_rss_kb=result.max_rss_kb)
@@ -356,13 +364,13 @@ class Engine:
             job = self.jobs.get(run.job_id)
             if job is not None and planner.should_retry(job, run):
                 delay = planner.retry_delay(job, run.attempt)
-                self.history.insert_run(job_id=job.id, slot=run.slot, scheduled_for=run.scheduled_for,
-                                        trigger="retry", wave=run.wave, attempt=run.attempt + 1, status="queued",
-                                        priority=job.priority, queued_at=to_iso(now),
-                                        not_before=to_iso(now + timedelta(seconds=delay)),
-                                        reason=f"retry of run {run.run_id} after {delay:g}s")
+                self.history.add_run(RunStatus.QUEUED, to_iso(now), job_id=job.id, slot=run.slot,
+                                     scheduled_for=run.scheduled_for, trigger=Trigger.RETRY.value, wave=run.wave,
+                                     attempt=run.attempt + 1, priority=job.priority, queued_at=to_iso(now),
+                                     not_before=to_iso(now + timedelta(seconds=delay)),
+                                     reason=f"retry of run {run.run_id} after {delay:g}s")
                 log.info("job %s attempt %d scheduled in %gs", job.id, run.attempt + 1, delay)
-            if status == "succeeded":
+            if status is RunStatus.SUCCEEDED:
                 self.release_blocked(run, now)
             for path in self.history.prune(run.job_id, self.config.retention_runs):
                 Path(path).unlink(missing_ok=True)
@@ -374,12 +382,11 @@ class Engine:
 
     def kill(self, run_id: int, reason: str, now: datetime) -> None:
         run = self.history.get_run(run_id)
-        if run.status == "running" and run_id in self.pool.running():
+        if run.status is RunStatus.RUNNING and run_id in self.pool.running():
             self.pool.cancel(run_id, reason)
             log.info("run %d job %s stopping: %s", run_id, run.job_id, reason)
-        elif run.status in ("queued", "waiting"):
-            with self.history.transaction():
-                self.history.update_run(run_id, status="killed", finished_at=to_iso(now), reason=reason)
+        elif run.status in (RunStatus.QUEUED, RunStatus.WAITING):
+            self.history.transition(run_id, RunStatus.KILLED, to_iso(now), finished_at=to_iso(now), reason=reason)
 
     def retry_due(self) -> datetime | None:
         """The earliest not-before time of a queued retry."""
@@ -392,16 +399,30 @@ def _log_unschedulable(job_id: str, exc: Exception) -> None:
     log.error("job %s: no next slot, not scheduled until it is changed: %s", job_id, what)
 
 
-def _status_of(result: RunResult) -> str:
+def _status_of(result: RunResult) -> RunStatus:
     if result.timed_out:
-        return RunStatus.TIMEOUT.value
+        return RunStatus.TIMEOUT
     if result.cancelled:
-        return RunStatus.KILLED.value
+        return RunStatus.KILLED
     if result.error == UNKNOWN_STATUS:  # re-supervised after a crash: its exit status is unknowable
-        return RunStatus.INTERRUPTED.value
+        return RunStatus.INTERRUPTED
     if result.exit_code == 0 and not result.error:
-        return RunStatus.SUCCEEDED.value
-    return RunStatus.FAILED.value
+        return RunStatus.SUCCEEDED
+    return RunStatus.FAILED
+
+
+_TIMED = (Trigger.SCHEDULE, Trigger.CATCH_UP, Trigger.RETRY)
+_WAVE_STATUS = {"release": RunStatus.QUEUED, "block": RunStatus.BLOCKED, "skip": RunStatus.SKIPPED}
+
+
+def _not_runnable(job: Job | None, run: Run) -> str | None:
+    """Why a pending run of a removed or paused job is skipped; a manual run of a paused job
+    still runs (README: `run` on a paused job runs it)."""
+    if job is None:
+        return "job removed"
+    if not job.enabled and run.trigger is not Trigger.MANUAL:
+        return "job is paused"
+    return None
 
 
 def _signal_name(signum: int | None) -> str | None:
@@ -428,15 +449,23 @@ class Requests:
         if not history.others_wrote():
             return
         for request in history.pending_requests():
-            handler = getattr(self, f"do_{request.kind}", None)
-            try:
-                result = (handler(request.args, now) if handler else
-                          f"error: unknown request {request.kind!r}")
-            except CronSchedulerError as exc:
-                result = f"error: {exc}"
+            # The effect (runs created, runs killed) and the request's completion commit together:
+            # a crash in between leaves neither, and the next daemon handles the request once.
             with history.transaction():
+                result = self._apply(request, now)
                 history.finish_request(request.id, to_iso(now), result)
             log.info("request %d %s %s: %s", request.id, request.kind, request.args, result)
+
+    def _apply(self, request, now: datetime) -> str:
+        handler = getattr(self, f"do_{request.kind}", None)
+        if handler is None:
+            return f"error: unknown request {request.kind!r}"
+        try:
+            return handler(request.args, now)
+        except CronSchedulerError as exc:
+            return f"error: {exc}"
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a malformed request row
+            return f"error: malformed request: {type(exc).__name__}: {exc}"
 
     def do_run(self, args: dict, now: datetime) -> str:
         engine = self.engine
@@ -462,21 +491,20 @@ class Requests:
         job = engine.jobs.get(run.job_id)
         if job is None:
             return f"error: job {run.job_id!r} no longer exists"
-        if not RunStatus(run.status).final:
+        if not run.status.final:
             return f"error: run {run.run_id} is still {run.status}"
         attempts = [r.attempt for r in engine.history.wave_runs(run.wave)] if run.wave else [run.attempt]
-        with engine.history.transaction():
-            new_id = engine.history.insert_run(
-                job_id=job.id, scheduled_for=run.scheduled_for, trigger="rerun", wave=run.wave,
-                attempt=max(attempts) + 1, status="queued", priority=job.priority, queued_at=to_iso(now),
-                reason=f"rerun of run {run.run_id}")
+        new_id = engine.history.add_run(
+            RunStatus.QUEUED, to_iso(now), job_id=job.id, scheduled_for=run.scheduled_for,
+            trigger=Trigger.RERUN.value, wave=run.wave, attempt=max(attempts) + 1, priority=job.priority,
+            queued_at=to_iso(now), reason=f"rerun of run {run.run_id}")
         return f"runs {new_id}"
 
 
 def recover(engine: Engine, now: datetime) -> None:
     """Resolve runs a previous daemon left `running`: re-supervise the ones whose process still
     lives (pid and start time match), else record them interrupted (and retry if allowed)."""
-    for run in engine.history.with_status("running"):
+    for run in engine.history.with_status(RunStatus.RUNNING):
         alive = (run.pid is not None and run.pid_start is not None
                  and process_start_time(run.pid) == run.pid_start)
         job = engine.jobs.get(run.job_id)
@@ -496,5 +524,5 @@ def recover(engine: Engine, now: datetime) -> None:
                else "daemon stopped while starting it; it may not have started")
         result = RunResult(run_id=run.run_id, pid=run.pid, started_at=parse_iso(run.started_at).timestamp(),
                            finished_at=now.timestamp(), error=why)
-        engine.record(result, now, status="interrupted")
+        engine.record(result, now, status=RunStatus.INTERRUPTED)
         log.warning("run %d job %s interrupted: %s", run.run_id, run.job_id, why)

@@ -86,3 +86,7 @@ class InsecureHome(OperationalError):
 class StateWriteError(OperationalError):
     """state.db refused a write (disk full, I/O error): the daemon keeps supervising its runs
     and retries."""
+
+
+class IllegalTransition(CronSchedulerError):
+    """A run status change the lifecycle does not allow: a bug, or a hand-edited state.db row."""

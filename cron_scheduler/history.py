@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from cron_scheduler.errors import OperationalError, StateWriteError, UnknownRun
 from cron_scheduler.home import Home
+from cron_scheduler.models import ACTIVE, RunStatus, Trigger, check_transition, sql_list
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -52,6 +53,16 @@ CREATE TABLE IF NOT EXISTS waves (
     created_at TEXT NOT NULL,
     members TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS run_events (
+    event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    old_status TEXT,
+    new_status TEXT NOT NULL,
+    at TEXT NOT NULL,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS run_events_run ON run_events(run_id);
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -95,7 +106,27 @@ class Run:
 
 
 RUN_COLUMNS = tuple(f.name for f in fields(Run))
-ACTIVE = ("queued", "waiting", "running")
+_ACTIVE_SQL = sql_list(ACTIVE)  # the same list as the runs_active index
+_QUEUED = RunStatus.QUEUED.value
+_UNSETTLED_SQL = sql_list(ACTIVE | {RunStatus.SKIPPED, RunStatus.MISSED})  # no outcome of the job itself
+
+
+def _run(row: sqlite3.Row) -> Run:
+    values = dict(row)
+    values["status"], values["trigger"] = RunStatus(values["status"]), Trigger(values["trigger"])
+    return Run(**values)
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One status change of a run (the outbox read by alerts, metrics and the dashboard)."""
+    event_id: int
+    run_id: int
+    job_id: str
+    old_status: RunStatus | None
+    new_status: RunStatus
+    at: str
+    reason: str | None
 
 
 @dataclass(frozen=True)
@@ -165,23 +196,58 @@ class History:
 
     # --- runs ----------------------------------------------------------------------------
 
-    def insert_run(self, **values: Any) -> int | None:
-        """Insert a run row; returns its id, or None when its (job, slot, attempt) is claimed."""
-        keys = [k for k in values if k in RUN_COLUMNS]
-        sql = f"INSERT OR IGNORE INTO runs ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})"
-        cur = self.conn.execute(sql, [values[k] for k in keys])
-        return cur.lastrowid if cur.rowcount else None
+    def add_run(self, status: RunStatus, at: str, **values: Any) -> int | None:
+        """Create a run in `status` and its first event; returns its id, or None when its
+        (job, slot, attempt) is claimed already (nothing is written then)."""
+        check_transition(None, status)
+        keys = _columns(values)
+        sql = (f"INSERT OR IGNORE INTO runs (status, {', '.join(keys)}) "
+               f"VALUES (?, {', '.join('?' * len(keys))})")
+        with self.transaction():
+            cur = self.conn.execute(sql, [status.value] + [values[k] for k in keys])
+            if not cur.rowcount:
+                return None
+            run_id = cur.lastrowid
+            self._event(run_id, values["job_id"], None, status, at, values.get("reason"))
+        return run_id
+
+    def transition(self, run_id: int, status: RunStatus, at: str, **values: Any) -> Run:
+        """The one place a run's status changes: checks the move is legal (IllegalTransition
+        if not), updates the row with `values` and appends a run_events row, in one
+        transaction. Returns the run as it was before."""
+        keys = _columns(values)
+        with self.transaction():
+            run = self.get_run(run_id)
+            check_transition(run.status, status)
+            self.conn.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in ('status', *keys))} "
+                              "WHERE run_id = ?", [status.value] + [values[k] for k in keys] + [run_id])
+            self._event(run_id, run.job_id, run.status, status, at, values.get("reason", run.reason))
+        return run
+
+    def _event(self, run_id: int, job_id: str, old: RunStatus | None, new: RunStatus, at: str,
+               reason: str | None) -> None:
+        self.conn.execute("INSERT INTO run_events (run_id, job_id, old_status, new_status, at, reason) "
+                          "VALUES (?, ?, ?, ?, ?, ?)", (run_id, job_id, old and old.value, new.value, at, reason))
 
     def update_run(self, run_id: int, **values: Any) -> None:
-        keys = [k for k in values if k in RUN_COLUMNS]
+        """Fields of a run other than its status (pid, start time): status goes through
+        transition()."""
+        keys = _columns(values)
         self.conn.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in keys)} WHERE run_id = ?",
                           [values[k] for k in keys] + [run_id])
+
+    def events(self, after: int = 0, limit: int = 1000) -> list[RunEvent]:
+        """Run events with an id above `after`, oldest first."""
+        return [RunEvent(r[0], r[1], r[2], r[3] and RunStatus(r[3]), RunStatus(r[4]), r[5], r[6])
+                for r in self.conn.execute(
+                    "SELECT event_id, run_id, job_id, old_status, new_status, at, reason FROM run_events "
+                    "WHERE event_id > ? ORDER BY event_id LIMIT ?", (after, limit))]
 
     def get_run(self, run_id: int) -> Run:
         row = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise UnknownRun(f"unknown run id: {run_id}")
-        return Run(**dict(row))
+        return _run(row)
 
     def runs(self, job_id: str | None = None, status: str | None = None, limit: int | None = 50) -> list[Run]:
         """Newest first."""
@@ -194,41 +260,40 @@ class History:
             args.append(status)
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY run_id DESC" + (f" LIMIT {int(limit)}" if limit else "")
-        return [Run(**dict(r)) for r in self.conn.execute(sql, args)]
+        return [_run(r) for r in self.conn.execute(sql, args)]
 
     def with_status(self, *statuses: str, job_id: str | None = None) -> list[Run]:
         """Runs in these statuses (the active ones are indexed), oldest first."""
         sql = f"SELECT * FROM runs WHERE status IN ({', '.join('?' * len(statuses))})"
-        args: list[Any] = list(statuses)
+        args: list[Any] = [RunStatus(s).value for s in statuses]
         if job_id is not None:
             sql += " AND job_id = ?"
             args.append(job_id)
-        return [Run(**dict(r)) for r in self.conn.execute(sql + " ORDER BY run_id", args)]
+        return [_run(r) for r in self.conn.execute(sql + " ORDER BY run_id", args)]
 
     def active_runs(self) -> list[tuple[int, int | None]]:
         """(run id, wave) of every queued, waiting or running run."""
-        return self.conn.execute("SELECT run_id, wave FROM runs WHERE status IN "
-                                 "('queued', 'waiting', 'running')").fetchall()
+        return self.conn.execute(f"SELECT run_id, wave FROM runs WHERE status IN {_ACTIVE_SQL}").fetchall()
 
     def job_ids(self, *statuses: str) -> set[str]:
         """Jobs with a run in one of these statuses."""
         return {r[0] for r in self.conn.execute(
-            f"SELECT DISTINCT job_id FROM runs WHERE status IN ({', '.join('?' * len(statuses))})", statuses)}
+            f"SELECT DISTINCT job_id FROM runs WHERE status IN ({', '.join('?' * len(statuses))})",
+            [RunStatus(s).value for s in statuses])}
 
     def queued(self, now: str, limit: int, offset: int = 0) -> list[Run]:
         """Queued runs whose time has come, in start order: priority (higher first), then
         scheduled time, then age."""
-        return [Run(**dict(r)) for r in self.conn.execute(
-            "SELECT * FROM runs WHERE status = 'queued' AND (not_before IS NULL OR not_before <= ?) "
+        return [_run(r) for r in self.conn.execute(
+            f"SELECT * FROM runs WHERE status = '{_QUEUED}' AND (not_before IS NULL OR not_before <= ?) "
             "ORDER BY priority DESC, scheduled_for, run_id LIMIT ? OFFSET ?", (now, limit, offset))]
 
     def earliest_retry(self) -> str | None:
-        return self.conn.execute("SELECT MIN(not_before) FROM runs WHERE status = 'queued' "
+        return self.conn.execute(f"SELECT MIN(not_before) FROM runs WHERE status = '{_QUEUED}' "
                                  "AND not_before IS NOT NULL").fetchone()[0]
 
     def has_active(self) -> bool:
-        return self.conn.execute("SELECT 1 FROM runs WHERE status IN ('queued', 'waiting', 'running') "
-                                 "LIMIT 1").fetchone() is not None
+        return self.conn.execute(f"SELECT 1 FROM runs WHERE status IN {_ACTIVE_SQL} LIMIT 1").fetchone() is not None
 
     def changed(self) -> bool:
         """Whether state.db changed since the last call, through this connection or another."""
@@ -243,23 +308,23 @@ class History:
         return changed
 
     def running_ids(self) -> list[int]:
-        return [r[0] for r in self.conn.execute("SELECT run_id FROM runs WHERE status = 'running' ORDER BY run_id")]
+        return [r[0] for r in self.conn.execute(f"SELECT run_id FROM runs WHERE status = '{RunStatus.RUNNING.value}' ORDER BY run_id")]
 
     def latest_final(self, job_id: str) -> Run | None:
         row = self.conn.execute(
-            "SELECT * FROM runs WHERE job_id = ? AND status NOT IN ('queued', 'waiting', 'running', "
-            "'skipped', 'missed') ORDER BY run_id DESC LIMIT 1", (job_id,)).fetchone()
-        return Run(**dict(row)) if row else None
+            f"SELECT * FROM runs WHERE job_id = ? AND status NOT IN {_UNSETTLED_SQL} "
+            "ORDER BY run_id DESC LIMIT 1", (job_id,)).fetchone()
+        return _run(row) if row else None
 
     def wave_runs(self, wave: int) -> list[Run]:
-        return [Run(**dict(r)) for r in self.conn.execute(
+        return [_run(r) for r in self.conn.execute(
             "SELECT * FROM runs WHERE wave = ? ORDER BY run_id", (wave,))]
 
     def prune(self, job_id: str, keep: int) -> list[str]:
         """Delete all but the newest `keep` final runs of a job; returns their output paths."""
         rows = self.conn.execute(
-            "SELECT run_id, output_path FROM runs WHERE job_id = ? AND status NOT IN "
-            "('queued', 'waiting', 'running') ORDER BY run_id DESC LIMIT -1 OFFSET ?", (job_id, keep)).fetchall()
+            f"SELECT run_id, output_path FROM runs WHERE job_id = ? AND status NOT IN {_ACTIVE_SQL} "
+            "ORDER BY run_id DESC LIMIT -1 OFFSET ?", (job_id, keep)).fetchall()
         if rows:
             self.conn.executemany("DELETE FROM runs WHERE run_id = ?", [(r[0],) for r in rows])
         return [r[1] for r in rows if r[1]]
@@ -296,7 +361,7 @@ class History:
         return cur.lastrowid
 
     def pending_requests(self) -> list[Request]:
-        return [Request(r[0], r[1], json.loads(r[2]), r[3]) for r in self.conn.execute(
+        return [Request(r[0], r[1], _json_object(r[2]), r[3]) for r in self.conn.execute(
             "SELECT id, kind, args, created_at FROM requests WHERE done_at IS NULL ORDER BY id")]
 
     def finish_request(self, request_id: int, done_at: str, result: str) -> None:
@@ -305,3 +370,20 @@ class History:
     def request_result(self, request_id: int) -> str | None:
         row = self.conn.execute("SELECT result FROM requests WHERE id = ?", (request_id,)).fetchone()
         return row[0] if row else None
+
+
+def _columns(values: dict[str, Any]) -> list[str]:
+    """The run columns named by `values`: an unknown key (a typo) is a bug, not a no-op."""
+    unknown = set(values) - set(RUN_COLUMNS) or {"status"} & set(values)
+    if unknown:
+        raise ValueError(f"not a settable run column: {sorted(unknown)[0]!r}")
+    return list(values)
+
+
+def _json_object(text: Any) -> dict[str, Any]:
+    """A request's arguments; a malformed row gives {} (its handler then reports it)."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -8,10 +8,11 @@ import re
 import reprlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
-from cron_scheduler.errors import CorruptStore, InvalidDuration, InvalidJobId, InvalidOption
+from cron_scheduler.errors import (CorruptStore, IllegalTransition, InvalidDuration, InvalidJobId,
+                                   InvalidOption)
 
 UTC = timezone.utc
 DEFAULT_MAX_OUTPUT = 10 * 1024 * 1024
@@ -34,7 +35,7 @@ class CatchUp(str, Enum):
     NONE = "none"
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     QUEUED = "queued"
     WAITING = "waiting"
     RUNNING = "running"
@@ -49,10 +50,37 @@ class RunStatus(str, Enum):
 
     @property
     def final(self) -> bool:
-        return self not in (RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING)
+        return self not in ACTIVE
 
 
-class Trigger(str, Enum):
+ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING})
+FAILURES = frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.KILLED, RunStatus.BLOCKED})
+RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED})
+
+# The run lifecycle: the statuses a run may be created in (None -> ...) and the legal moves
+# from each active status. A final status never changes (DESIGN.md section 5, Lifecycle).
+TRANSITIONS: dict[RunStatus | None, frozenset[RunStatus]] = {
+    None: frozenset({RunStatus.QUEUED, RunStatus.WAITING, RunStatus.SKIPPED, RunStatus.MISSED}),
+    RunStatus.WAITING: frozenset({RunStatus.QUEUED, RunStatus.BLOCKED, RunStatus.SKIPPED, RunStatus.KILLED}),
+    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.SKIPPED, RunStatus.KILLED}),
+    RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMEOUT,
+                                  RunStatus.KILLED, RunStatus.INTERRUPTED}),
+}
+
+
+def check_transition(old: RunStatus | None, new: RunStatus) -> None:
+    """IllegalTransition unless a run may move from `old` (None: a new run) to `new`."""
+    if new not in TRANSITIONS.get(old, frozenset()):
+        raise IllegalTransition(f"illegal run transition {old.value if old else 'new'} -> {new.value}")
+
+
+def sql_list(statuses) -> str:
+    """Statuses as an SQL list literal in declaration order, e.g. ('queued', 'waiting'): the
+    partial index on active runs is used only for the very same list."""
+    return "(" + ", ".join(f"'{s.value}'" for s in RunStatus if s in statuses) + ")"
+
+
+class Trigger(StrEnum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     RETRY = "retry"

@@ -16,7 +16,8 @@ from typing import Callable, Iterable, Sequence
 
 from cron_scheduler import schedule
 from cron_scheduler.history import Run
-from cron_scheduler.models import MAX_RETRY_DELAY, CatchUp, Job, Overlap, Trigger, parse_iso
+from cron_scheduler.models import (MAX_RETRY_DELAY, RETRYABLE, CatchUp, Job, Overlap, RunStatus, Trigger,
+                                   parse_iso)
 
 MISS_AFTER = timedelta(seconds=60)   # a slot first seen later than this counts as missed
 MAX_CATCH_UP = 100                   # catch-up=all runs at most this many missed slots
@@ -69,8 +70,12 @@ def first_cursor(job: Job, tz: tzinfo, now: datetime, first_sight: bool) -> date
     return fire_after(job, min(created, now) if first_sight else now, tz)
 
 
-def plan_slots(job: Job, tz: tzinfo, cursor: datetime, now: datetime) -> SlotPlan:
-    """All slots from `cursor` up to `now`: on-time ones run; older ones follow catch_up."""
+def plan_slots(job: Job, tz: tzinfo, cursor: datetime, now: datetime,
+               since: datetime | None = None) -> SlotPlan:
+    """All slots from `cursor` up to `now`: on-time ones run; the others follow catch_up.
+    `since` is when this daemon started: a slot before it fell while no daemon ran and follows
+    catch_up however short the outage was; MISS_AFTER is the lateness a running daemon may
+    have (a stall, a long pass) before a slot counts as missed."""
     on_time: list[datetime] = []
     head: list[datetime] = []          # the oldest late slots, up to one more than catch-up runs
     counted = True
@@ -78,7 +83,7 @@ def plan_slots(job: Job, tz: tzinfo, cursor: datetime, now: datetime) -> SlotPla
     count = 0
     slot: datetime | None = cursor
     while slot is not None and slot <= now:
-        if now - slot <= MISS_AFTER:
+        if now - slot <= MISS_AFTER and (since is None or slot >= since):
             on_time.append(slot)
         else:
             count += 1
@@ -87,7 +92,8 @@ def plan_slots(job: Job, tz: tzinfo, cursor: datetime, now: datetime) -> SlotPla
             prev, last = last, slot
             if count >= MAX_ENUMERATE:  # do not walk years of per-second slots one by one
                 counted = False
-                late_limit = now - MISS_AFTER - EPSILON  # a slot exactly MISS_AFTER old is on time
+                # the newest late instant: a slot exactly MISS_AFTER old, or at `since`, is on time
+                late_limit = max(now - MISS_AFTER, since or now - MISS_AFTER) - EPSILON
                 newest = newest_until(job, tz, late_limit, slot)
                 if newest > slot:
                     prev, last = newest_until(job, tz, newest - EPSILON, slot), newest
@@ -119,8 +125,8 @@ class OverlapDecision:
 
 def overlap(job: Job, active: Sequence[Run]) -> OverlapDecision:
     """What a new slot does beside the job's runs that are queued or running."""
-    running = [r for r in active if r.status == "running"]
-    pending = [r for r in active if r.status in ("queued", "waiting")]
+    running = [r for r in active if r.status is RunStatus.RUNNING]
+    pending = [r for r in active if r.status in (RunStatus.QUEUED, RunStatus.WAITING)]
     if not active or job.overlap is Overlap.ALLOW:
         return OverlapDecision("start")
     if job.overlap is Overlap.REPLACE:
@@ -139,20 +145,20 @@ def retry_delay(job: Job, attempt: int) -> float:
 
 
 def should_retry(job: Job, run: Run) -> bool:
-    return run.status in ("failed", "timeout", "interrupted") and run.attempt <= job.retries
+    return run.status in RETRYABLE and run.attempt <= job.retries
 
 
 def can_start(job: Job | None, run: Run, running_jobs: Iterable[str], now: datetime) -> bool:
     if run.not_before and parse_iso(run.not_before) > now:
         return False
-    if job is not None and job.overlap is not Overlap.ALLOW and run.trigger != "manual" and job.id in running_jobs:
+    if job is not None and job.overlap is not Overlap.ALLOW and run.trigger is not Trigger.MANUAL and job.id in running_jobs:
         return False
     return True
 
 
 @dataclass(frozen=True)
 class WaveDecision:
-    action: str                 # "wait", "release" or "block"
+    action: str                 # "wait", "release", "block" or "skip"
     reason: str | None = None
 
 
@@ -164,9 +170,12 @@ def wave_decision(job: Job, members: set[str], wave_latest: dict[str, Run],
     for upstream in job.depends_on:
         if upstream in members:
             run = wave_latest.get(upstream)
-            if run is None or not _final(run):
+            if run is None or not run.status.final:
                 return WaveDecision("wait")
-            if run.status != "succeeded":
+            if run.status is RunStatus.SKIPPED:  # its slot did not run here: neither did a failure
+                return WaveDecision("skip", f"skipped: upstream {upstream} run {run.run_id} was skipped"
+                                            + (f" ({run.reason})" if run.reason else ""))
+            if run.status is not RunStatus.SUCCEEDED:
                 return WaveDecision("block", _blame(upstream, run))
         else:
             if upstream in active_jobs:
@@ -174,17 +183,13 @@ def wave_decision(job: Job, members: set[str], wave_latest: dict[str, Run],
             run = latest_final(upstream)
             if run is None:
                 return WaveDecision("block", f"blocked: upstream {upstream} has never succeeded")
-            if run.status != "succeeded":
+            if run.status is not RunStatus.SUCCEEDED:
                 return WaveDecision("block", _blame(upstream, run))
     return WaveDecision("release")
 
 
-def _final(run: Run) -> bool:
-    return run.status not in ("queued", "waiting", "running")
-
-
 def _blame(upstream: str, run: Run) -> str:
-    if run.status == "blocked" and run.reason:
+    if run.status is RunStatus.BLOCKED and run.reason:
         return run.reason  # name the root cause, not the middle of the chain
     detail = f"exit {run.exit_code}" if run.exit_code is not None else (run.signal or run.reason or "")
     return f"blocked by {upstream} run {run.run_id} ({run.status}{', ' + detail if detail else ''})"

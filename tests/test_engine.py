@@ -11,6 +11,7 @@ from harness import pid_alive, wait_until
 from cron_scheduler.engine import Engine, recover
 from cron_scheduler.history import History
 from cron_scheduler.home import Config, Home
+from cron_scheduler.models import RunStatus
 from cron_scheduler.pool import LocalPool
 from cron_scheduler.runner import MARKER_VAR
 
@@ -25,9 +26,10 @@ def test_recover_kills_descendants_of_a_dead_run_and_records_it_interrupted(tmp_
     try:
         history = History.open(home)
         now = datetime.now(timezone.utc)
-        run_id = history.insert_run(job_id="gone", scheduled_for=now.isoformat(), trigger="manual",
-                                    status="running", started_at=now.isoformat(), pid=int(dead),
-                                    pid_start=1, marker=marker)
+        run_id = history.add_run(RunStatus.QUEUED, now.isoformat(), job_id="gone",
+                                 scheduled_for=now.isoformat(), trigger="manual")
+        history.transition(run_id, RunStatus.RUNNING, now.isoformat(), started_at=now.isoformat(),
+                           pid=int(dead), pid_start=1, marker=marker)
         engine = Engine(home, Config(), LocalPool(), history)
         recover(engine, now)
         assert history.get_run(run_id).status == "interrupted"

@@ -4,6 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 from cron_scheduler.history import History
 from cron_scheduler.home import Home
+from cron_scheduler.models import RunStatus
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
 
@@ -13,8 +14,8 @@ def test_queued_runs_come_by_priority_then_slot_then_age_and_page(tmp_path):
         t1, t2 = T0.isoformat(), (T0 + timedelta(minutes=1)).isoformat()
 
         def queue(name, priority, scheduled_for, **extra):
-            return history.insert_run(job_id=name, scheduled_for=scheduled_for, trigger="manual",
-                                      status="queued", priority=priority, **extra)
+            return history.add_run(RunStatus.QUEUED, scheduled_for, job_id=name, scheduled_for=scheduled_for,
+                                   trigger="manual", priority=priority, **extra)
         low = queue("low", 1, t1)
         high_late = queue("high_late", 5, t2)
         mid_b_first = queue("mid_a", 3, t1)
@@ -36,7 +37,8 @@ def test_changed_sees_writes_by_this_connection_and_by_others(tmp_path):
         assert daemon.changed()  # the first call has nothing to compare with
         assert not daemon.changed()
         with daemon.transaction():
-            daemon.insert_run(job_id="a", scheduled_for=T0.isoformat(), trigger="manual", status="queued")
+            daemon.add_run(RunStatus.QUEUED, T0.isoformat(), job_id="a", scheduled_for=T0.isoformat(),
+                           trigger="manual")
         assert daemon.changed() and not daemon.changed()
         cli.add_request("run", {"jobs": ["a"]}, T0.isoformat())
         assert daemon.changed() and not daemon.changed()

@@ -9,7 +9,7 @@ import pytest
 
 from cron_scheduler import planner
 from cron_scheduler.history import Run
-from cron_scheduler.models import MAX_RETRY_DELAY, CatchUp, Job, Overlap, Trigger
+from cron_scheduler.models import MAX_RETRY_DELAY, CatchUp, Job, Overlap, RunStatus, Trigger
 
 UTC = timezone.utc
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)   # a Monday, on the minute
@@ -36,6 +36,7 @@ def run(job_id: str = "j", status: str = "succeeded", **kw) -> Run:
                   max_rss_kb=None, missed_count=None, missed_until=None)
     assert set(values) == {f.name for f in dataclasses.fields(Run)}
     values.update(kw)
+    values["status"], values["trigger"] = RunStatus(values["status"]), Trigger(values["trigger"])
     return Run(**values)
 
 

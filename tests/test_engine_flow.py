@@ -1,0 +1,293 @@
+"""The engine driven in-process: real state.db and job store, a fake pool, `now` a parameter.
+
+Each test names one promise of the README (waves, catch-up, requests, the run lifecycle) and
+checks it through the engine's own passes (fire_due, advance_waves, start_queued, record),
+without processes or sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from cron_scheduler.engine import Engine, Requests
+from cron_scheduler.errors import IllegalTransition
+from cron_scheduler.history import History
+from cron_scheduler.home import Config, Home
+from cron_scheduler.jobs import JobService
+from cron_scheduler.models import CatchUp, Job, Overlap, RunStatus, Trigger, to_iso
+from cron_scheduler.pool import Pool
+from cron_scheduler.runner import RunResult
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+S = RunStatus
+
+
+class FakePool(Pool):
+    """Accepts runs and keeps them 'running' until the test finishes them."""
+
+    def __init__(self, max_workers: int = 10):
+        self.max_workers = max_workers
+        self.specs: dict[int, object] = {}
+        self.cancelled: list[int] = []
+
+    def free_slots(self) -> int:
+        return self.max_workers - len(self.specs)
+
+    def submit(self, spec) -> int:
+        self.specs[spec.run_id] = spec
+        return 999_999_999  # no such process
+
+    def cancel(self, run_id: int, reason: str) -> None:
+        self.cancelled.append(run_id)
+
+    def running(self) -> dict[int, int]:
+        return {run_id: 999_999_999 for run_id in self.specs}
+
+    def wait(self, timeout):
+        return []
+
+    def shutdown(self, grace):
+        return []
+
+    def finish(self, run_id: int, at: datetime, exit_code: int = 0) -> RunResult:
+        self.specs.pop(run_id)
+        return RunResult(run_id=run_id, pid=None, started_at=at.timestamp() - 1, finished_at=at.timestamp(),
+                         exit_code=exit_code)
+
+
+def job(job_id: str, schedule: str = "@after", **kw) -> Job:
+    kw.setdefault("created_at", to_iso(T0))
+    return Job(id=job_id, schedule=schedule, command=("/bin/true",), **kw)
+
+
+@pytest.fixture
+def site(tmp_path):
+    return Site(Home(tmp_path / "home").ensure())
+
+
+class Site:
+    def __init__(self, home: Home):
+        self.home = home
+        self.pool = FakePool()
+        self.history = History.open(home)
+        self.engine: Engine | None = None
+
+    def add(self, *jobs: Job) -> None:
+        service = JobService(self.home)
+        for j in jobs:
+            service.add(j, replace=True)
+
+    def start(self, now: datetime, started: datetime | None = None) -> Engine:
+        self.engine = Engine(self.home, Config(), self.pool, self.history, started=started or now)
+        self.engine.reload(now, force=True)
+        return self.engine
+
+    def step(self, now: datetime) -> None:
+        """One pass of the daemon's loop (without requests)."""
+        self.engine.reload(now)
+        self.engine.fire_due(now)
+        self.engine.advance_waves(now)
+        self.engine.start_queued(now)
+
+    def finish(self, job_id: str, now: datetime, exit_code: int = 0) -> None:
+        run_id = next(r for r, spec in self.pool.specs.items() if spec.job_id == job_id)
+        self.engine.record_all([self.pool.finish(run_id, now, exit_code)], now)
+
+    def runs(self, job_id: str | None = None):
+        return list(reversed(self.history.runs(job_id, limit=None)))
+
+    def statuses(self, job_id: str) -> list[str]:
+        return [r.status.value for r in self.runs(job_id)]
+
+
+# --- the run lifecycle -------------------------------------------------------------------
+
+def test_every_status_change_appends_one_run_event_in_the_same_transaction(site):
+    at = to_iso(T0)
+    run_id = site.history.add_run(S.QUEUED, at, job_id="a", scheduled_for=at, trigger=Trigger.MANUAL.value)
+    site.history.transition(run_id, S.RUNNING, at, started_at=at)
+    site.history.transition(run_id, S.FAILED, at, finished_at=at, reason="exit 3")
+    events = site.history.events()
+    assert [(e.run_id, e.old_status, e.new_status) for e in events] == [
+        (run_id, None, S.QUEUED), (run_id, S.QUEUED, S.RUNNING), (run_id, S.RUNNING, S.FAILED)]
+    assert events[-1].reason == "exit 3" and events[-1].job_id == "a"
+    assert site.history.events(after=events[0].event_id)[0] == events[1]
+
+
+@pytest.mark.parametrize("path", [
+    (S.RUNNING,),                      # a new run never starts as running
+    (S.QUEUED, S.SUCCEEDED),           # a queued run did not run
+    (S.QUEUED, S.RUNNING, S.FAILED, S.RUNNING),  # a final status never changes
+    (S.WAITING, S.RUNNING),            # released runs queue first
+])
+def test_illegal_transitions_are_refused_and_write_nothing(site, path):
+    at = to_iso(T0)
+    with pytest.raises(IllegalTransition):
+        run_id = site.history.add_run(path[0], at, job_id="a", scheduled_for=at, trigger="manual")
+        for status in path[1:-1]:
+            site.history.transition(run_id, status, at)
+        before = (site.history.get_run(run_id), len(site.history.events()))
+        site.history.transition(run_id, path[-1], at, reason="x")
+    if len(path) > 1:
+        assert (site.history.get_run(run_id), len(site.history.events())) == before
+
+
+def test_an_unknown_run_column_is_an_error_not_a_silent_no_op(site):
+    at = to_iso(T0)
+    with pytest.raises(ValueError, match="finishd_at"):
+        site.history.add_run(S.QUEUED, at, job_id="a", scheduled_for=at, trigger="manual", finishd_at=at)
+    run_id = site.history.add_run(S.QUEUED, at, job_id="a", scheduled_for=at, trigger="manual")
+    with pytest.raises(ValueError, match="status"):
+        site.history.update_run(run_id, status="running")  # only transition() changes a status
+    assert site.history.get_run(run_id).status is S.QUEUED
+
+
+def test_a_run_through_the_engine_leaves_its_whole_story_in_run_events(site):
+    site.add(job("a", "* * * * *"))
+    site.start(T0)
+    site.step(T0 + timedelta(minutes=1))
+    site.finish("a", T0 + timedelta(minutes=1, seconds=2), exit_code=2)
+    (run,) = site.runs("a")
+    assert [(e.old_status, e.new_status) for e in site.history.events()] == [
+        (None, S.QUEUED), (S.QUEUED, S.RUNNING), (S.RUNNING, S.FAILED)]
+    assert run.status is S.FAILED and run.exit_code == 2
+
+
+# --- waves -------------------------------------------------------------------------------
+
+def test_a_skipped_upstream_slot_skips_its_downstream_instead_of_blocking_it(site):
+    site.add(job("up", "* * * * *", overlap=Overlap.SKIP), job("down", depends_on=("up",)))
+    site.start(T0)
+    site.step(T0 + timedelta(minutes=1))            # up runs (and keeps running), down waits
+    site.step(T0 + timedelta(minutes=2))            # up's next slot is skipped: still running
+    assert site.statuses("up") == ["running", "skipped"]
+    down = site.runs("down")
+    assert [r.status for r in down] == [S.WAITING, S.SKIPPED]
+    assert "upstream up" in down[1].reason and "skipped" in down[1].reason
+    assert S.BLOCKED not in {e.new_status for e in site.history.events()}
+    site.finish("up", T0 + timedelta(minutes=2, seconds=5))
+    site.step(T0 + timedelta(minutes=2, seconds=5))  # the first wave goes on as usual
+    assert site.statuses("down") == ["running", "skipped"]
+
+
+def test_run_on_a_paused_job_with_upstreams_runs_it(site):
+    site.add(job("up"), job("down", depends_on=("up",), enabled=False))
+    site.start(T0)
+    requests = Requests(site.engine)
+    assert requests.do_run({"jobs": ["up"]}, T0).startswith("runs ")
+    site.step(T0)
+    site.finish("up", T0 + timedelta(seconds=1))    # up succeeded; paused down was skipped in that wave
+    assert site.statuses("down") == ["skipped"]
+    requests.do_run({"jobs": ["down"]}, T0 + timedelta(seconds=2))
+    site.step(T0 + timedelta(seconds=2))
+    assert site.statuses("down") == ["skipped", "running"]
+
+
+# --- catch-up: slots that fell while no daemon ran ---------------------------------------
+
+def _after_outage(site, catch_up: CatchUp, down_for: int = 7):
+    """A per-second job whose slots T0+1s .. T0+`down_for`s fell while no daemon ran."""
+    site.add(job("tick", "* * * * * *", catch_up=catch_up))
+    started = T0 + timedelta(seconds=down_for)
+    site.start(started)
+    site.step(started)
+    return site.runs("tick")
+
+
+def test_catch_up_none_runs_no_slot_of_a_short_outage(site):
+    runs = _after_outage(site, CatchUp.NONE)
+    assert [(r.status, r.trigger) for r in runs] == [(S.MISSED, Trigger.SCHEDULE), (S.RUNNING, Trigger.SCHEDULE)]
+    assert runs[0].missed_count == 6 and runs[1].scheduled_for == to_iso(T0 + timedelta(seconds=7))
+
+
+def test_catch_up_all_runs_every_slot_of_a_short_outage_without_skipping_any(site):
+    runs = _after_outage(site, CatchUp.ALL)
+    assert [r.trigger for r in runs] == [Trigger.CATCH_UP] * 6 + [Trigger.SCHEDULE]
+    assert S.SKIPPED not in {r.status for r in runs} and S.MISSED not in {r.status for r in runs}
+
+
+def test_catch_up_latest_runs_one_slot_of_a_short_outage_and_records_the_rest_once(site):
+    """The newest missed slot runs; the on-time slot after it waits for it (overlap=skip does
+    not apply against a catch-up run of the same plan)."""
+    runs = _after_outage(site, CatchUp.LATEST)
+    assert [(r.status, r.trigger) for r in runs] == [
+        (S.MISSED, Trigger.SCHEDULE), (S.RUNNING, Trigger.CATCH_UP), (S.QUEUED, Trigger.SCHEDULE)]
+    assert runs[0].missed_count == 5
+    assert runs[1].scheduled_for == to_iso(T0 + timedelta(seconds=6))
+
+
+def test_a_running_daemon_still_tolerates_lateness_up_to_a_minute(site):
+    site.add(job("tick", "* * * * *", catch_up=CatchUp.NONE))
+    site.start(T0)
+    site.step(T0 + timedelta(minutes=1, seconds=30))  # 30 s late (a stall), not an outage
+    assert [(r.status, r.trigger) for r in site.runs("tick")] == [(S.RUNNING, Trigger.SCHEDULE)]
+
+
+# --- retries and dependencies survive a failed state.db write ---------------------------
+
+def test_a_result_recorded_after_a_failed_write_keeps_its_retry_and_releases_downstream(site):
+    site.add(job("r", retries=1, retry_delay=5.0), job("ok"), job("after", depends_on=("ok",)))
+    site.start(T0)
+    requests = Requests(site.engine)
+    requests.do_run({"jobs": ["r", "ok"]}, T0)
+    site.step(T0)
+    now = T0 + timedelta(seconds=3)
+    site.engine.forget()  # what the loop does after state.db refused a write
+    site.engine.record_all([site.pool.finish(r, now, 1 if s.job_id == "r" else 0)
+                            for r, s in list(site.pool.specs.items())], now)
+    retry = site.runs("r")[-1]
+    assert (retry.status, retry.trigger, retry.attempt) == (S.QUEUED, Trigger.RETRY, 2)
+    site.step(now)
+    assert site.statuses("after") == ["running"]
+
+
+# --- requests ----------------------------------------------------------------------------
+
+CRASH_IN_REQUEST = """
+import os, signal, sys
+from pathlib import Path
+from datetime import datetime, timezone
+from cron_scheduler.engine import Engine, Requests
+from cron_scheduler.history import History
+from cron_scheduler.home import Config, Home
+from cron_scheduler.pool import LocalPool
+
+home = Home(Path(sys.argv[1]))
+history = History.open(home)
+engine = Engine(home, Config(), LocalPool(), history)
+now = datetime.now(timezone.utc)
+engine.reload(now)
+history.finish_request = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # die right there
+Requests(engine).handle(now)
+"""
+
+
+def test_a_run_request_runs_its_job_once_across_a_kill_between_effect_and_completion(site, tmp_path):
+    site.add(job("a"))
+    site.history.add_request("run", {"jobs": ["a"]}, to_iso(T0))
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(CRASH_IN_REQUEST), str(site.home.root)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert site.runs("a") == [] and len(site.history.pending_requests()) == 1
+    site.start(T0)
+    Requests(site.engine).handle(T0)
+    assert site.statuses("a") == ["queued"] and site.history.pending_requests() == []
+
+
+def test_a_malformed_request_row_is_answered_with_an_error_and_the_others_still_run(site):
+    site.add(job("a"))
+    site.history.conn.execute("INSERT INTO requests (kind, args, created_at) VALUES ('run', 'not json', ?)",
+                              (to_iso(T0),))
+    bad = site.history.pending_requests()[0].id
+    site.history.add_request("run", {"jobs": ["a"]}, to_iso(T0))
+    site.start(T0)
+    Requests(site.engine).handle(T0)
+    assert site.history.request_result(bad).startswith("error: malformed request")
+    assert site.statuses("a") == ["queued"]
