@@ -291,3 +291,20 @@ def test_a_malformed_request_row_is_answered_with_an_error_and_the_others_still_
     Requests(site.engine).handle(T0)
     assert site.history.request_result(bad).startswith("error: malformed request")
     assert site.statuses("a") == ["queued"]
+
+
+# --- a slot runs at most once ------------------------------------------------------------
+
+def test_a_slot_already_claimed_is_never_run_again_even_with_a_rewound_cursor(site):
+    """The unique (job, slot, attempt) index is the last line of defence: a cursor that lags
+    behind the claims (a lost write, a hand-edited state.db) must not run a slot twice."""
+    site.add(job("a", "* * * * *"))
+    site.start(T0)
+    slot = T0 + timedelta(minutes=1)
+    site.step(slot)
+    site.finish("a", slot + timedelta(seconds=1))
+    fp = site.history.job_states()["a"][0]
+    site.history.set_job_state("a", fp, to_iso(slot))   # rewound to the slot just run
+    site.start(slot + timedelta(seconds=2), started=T0)  # a new daemon reads the old cursor
+    site.step(slot + timedelta(seconds=2))
+    assert [r.scheduled_for for r in site.runs("a")] == [to_iso(slot)]

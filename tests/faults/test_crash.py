@@ -94,7 +94,12 @@ def test_kill9_storm_keeps_every_slot_exactly_once(faults):
     if odd:
         problems.append(f"unknown statuses: {[(r['run_id'], r['status']) for r in odd]}")
 
-    # a (job, slot, attempt) has one row
+    # a (job, slot, attempt) has one row, and state.db enforces it (the unique slot index, which
+    # tests/test_engine_flow.py::test_a_slot_already_claimed_is_never_run_again_even_with_a_rewound_cursor
+    # shows to be what stops a lagging cursor)
+    index = faults.query("SELECT sql FROM sqlite_master WHERE name = 'runs_slot'")
+    if not index or "UNIQUE" not in index[0]["sql"]:
+        problems.append(f"state.db lacks the unique slot index: {index}")
     keys = Counter((r["job_id"], r["slot"], r["attempt"]) for r in runs if r["slot"] is not None)
     dup = [k for k, n in keys.items() if n > 1]
     if dup:
