@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 from cron_scheduler import planner, schedule
-from cron_scheduler.errors import CronSchedulerError
+from cron_scheduler.errors import CorruptRun, CronSchedulerError
 from cron_scheduler.history import History, Run
 from cron_scheduler.home import Config, Home
 from cron_scheduler.models import ACTIVE, UTC, Job, RunStatus, Trigger, parse_iso, to_iso
@@ -341,7 +341,10 @@ class Engine:
             self.reload(now)
             with self.history.transaction():
                 for result in results:
-                    self.record(result, now)
+                    try:
+                        self.record(result, now)
+                    except CorruptRun as exc:  # its row was damaged meanwhile: reported, dropped
+                        log.error("run %d finished but cannot be recorded: %s", result.run_id, exc)
 
     def record(self, result: RunResult, now: datetime, status: RunStatus | None = None) -> Run:
         """Close a finished run: its status, then retry, release or block what follows."""

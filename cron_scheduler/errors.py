@@ -75,6 +75,10 @@ class UnknownRun(OperationalError):
     pass
 
 
+class CorruptRun(OperationalError):
+    """A run row of state.db that does not hold a valid run (hand-edited or damaged)."""
+
+
 class DaemonAlreadyRunning(OperationalError):
     pass
 

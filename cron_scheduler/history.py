@@ -9,15 +9,20 @@ never be launched twice, across restarts and crashes.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator
 
-from cron_scheduler.errors import OperationalError, StateWriteError, UnknownRun
+from cron_scheduler.errors import (CorruptRun, CronSchedulerError, OperationalError, StateWriteError,
+                                   UnknownRun)
 from cron_scheduler.home import Home
-from cron_scheduler.models import ACTIVE, RunStatus, Trigger, check_transition, sql_list
+from cron_scheduler.models import (ACTIVE, UTC, RunStatus, Trigger, check_transition, parse_iso, sql_list,
+                                   to_iso, utcnow, validate_job_id)
+
+log = logging.getLogger("cron_scheduler")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -111,10 +116,33 @@ _QUEUED = RunStatus.QUEUED.value
 _UNSETTLED_SQL = sql_list(ACTIVE | {RunStatus.SKIPPED, RunStatus.MISSED})  # no outcome of the job itself
 
 
+_INSTANTS = ("scheduled_for", "slot", "not_before", "queued_at", "started_at", "finished_at", "missed_until")
+_INTEGERS = ("wave", "exit_code", "output_bytes", "max_rss_kb", "missed_count", "pid_start")
+
+
 def _run(row: sqlite3.Row) -> Run:
+    """Decode a run row; CorruptRun names the run and the field when it holds no valid run
+    (a hand-edited or damaged row must not stop the daemon: see History._decode)."""
     values = dict(row)
-    values["status"], values["trigger"] = RunStatus(values["status"]), Trigger(values["trigger"])
+    try:
+        values["status"], values["trigger"] = RunStatus(values["status"]), Trigger(values["trigger"])
+        validate_job_id(values["job_id"])
+        for key in _INSTANTS:
+            if values[key] is not None or key == "scheduled_for":
+                _check(key, type(values[key]) is str and parse_iso(values[key]).astimezone(UTC))
+        for key in _INTEGERS:
+            _check(key, values[key] is None or type(values[key]) is int)
+        _check("attempt", type(values["attempt"]) is int and 1 <= values["attempt"] <= 1_000_000)
+        _check("priority", type(values["priority"]) is int)
+        _check("pid", values["pid"] is None or (type(values["pid"]) is int and 0 < values["pid"] < 2**31))
+    except (ValueError, TypeError, OverflowError, CronSchedulerError) as exc:
+        raise CorruptRun(f"run {values.get('run_id')} in state.db is unreadable: {exc}") from None
     return Run(**values)
+
+
+def _check(key: str, ok: Any) -> None:
+    if not ok:
+        raise ValueError(f"bad {key}")
 
 
 @dataclass(frozen=True)
@@ -142,6 +170,8 @@ class History:
         self.conn = conn
         self.path = path
         self._data_version: int | None = None
+        self._reported: set[int] = set()  # unreadable run rows already reported
+        self.repairs = False  # the daemon closes unreadable active rows (see _isolate)
         self._mark: tuple[int, int] | None = None
 
     # --- opening -----------------------------------------------------------------------
@@ -243,11 +273,41 @@ class History:
                     "SELECT event_id, run_id, job_id, old_status, new_status, at, reason FROM run_events "
                     "WHERE event_id > ? ORDER BY event_id LIMIT ?", (after, limit))]
 
+    def _decode(self, rows) -> list[Run]:
+        """Decode run rows, leaving out (and isolating) the ones that hold no valid run."""
+        runs = []
+        for row in rows:
+            try:
+                runs.append(_run(row))
+            except CorruptRun as exc:
+                self._isolate(row, exc)
+        return runs
+
+    def _isolate(self, row: sqlite3.Row, exc: CorruptRun) -> None:
+        """Report an unreadable run row once per process; the daemon (`repairs`) also closes
+        it as interrupted when it claims to be active, so that it never blocks a job or --once."""
+        run_id = row["run_id"]
+        if run_id in self._reported:
+            return
+        self._reported.add(run_id)
+        log.error("%s; left out", exc)
+        if self.repairs and row["status"] in {s.value for s in ACTIVE}:
+            with self.transaction():
+                self.conn.execute("UPDATE runs SET status = ?, reason = ? WHERE run_id = ?",
+                                  (RunStatus.INTERRUPTED.value, str(exc), run_id))
+                self.conn.execute("INSERT INTO run_events (run_id, job_id, old_status, new_status, at, reason) "
+                                  "VALUES (?, ?, ?, ?, ?, ?)", (run_id, str(row["job_id"]), str(row["status"]),
+                                                                RunStatus.INTERRUPTED.value, to_iso(utcnow()), str(exc)))
+
     def get_run(self, run_id: int) -> Run:
         row = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise UnknownRun(f"unknown run id: {run_id}")
-        return _run(row)
+        try:
+            return _run(row)
+        except CorruptRun as exc:
+            self._isolate(row, exc)
+            raise
 
     def runs(self, job_id: str | None = None, status: str | None = None, limit: int | None = 50) -> list[Run]:
         """Newest first."""
@@ -260,7 +320,7 @@ class History:
             args.append(status)
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY run_id DESC" + (f" LIMIT {int(limit)}" if limit else "")
-        return [_run(r) for r in self.conn.execute(sql, args)]
+        return self._decode(self.conn.execute(sql, args))
 
     def with_status(self, *statuses: str, job_id: str | None = None) -> list[Run]:
         """Runs in these statuses (the active ones are indexed), oldest first."""
@@ -269,7 +329,7 @@ class History:
         if job_id is not None:
             sql += " AND job_id = ?"
             args.append(job_id)
-        return [_run(r) for r in self.conn.execute(sql + " ORDER BY run_id", args)]
+        return self._decode(self.conn.execute(sql + " ORDER BY run_id", args))
 
     def active_runs(self) -> list[tuple[int, int | None]]:
         """(run id, wave) of every queued, waiting or running run."""
@@ -284,9 +344,9 @@ class History:
     def queued(self, now: str, limit: int, offset: int = 0) -> list[Run]:
         """Queued runs whose time has come, in start order: priority (higher first), then
         scheduled time, then age."""
-        return [_run(r) for r in self.conn.execute(
+        return self._decode(self.conn.execute(
             f"SELECT * FROM runs WHERE status = '{_QUEUED}' AND (not_before IS NULL OR not_before <= ?) "
-            "ORDER BY priority DESC, scheduled_for, run_id LIMIT ? OFFSET ?", (now, limit, offset))]
+            "ORDER BY priority DESC, scheduled_for, run_id LIMIT ? OFFSET ?", (now, limit, offset)))
 
     def earliest_retry(self) -> str | None:
         return self.conn.execute(f"SELECT MIN(not_before) FROM runs WHERE status = '{_QUEUED}' "
@@ -314,11 +374,11 @@ class History:
         row = self.conn.execute(
             f"SELECT * FROM runs WHERE job_id = ? AND status NOT IN {_UNSETTLED_SQL} "
             "ORDER BY run_id DESC LIMIT 1", (job_id,)).fetchone()
-        return _run(row) if row else None
+        decoded = self._decode([row]) if row else []
+        return decoded[0] if decoded else None
 
     def wave_runs(self, wave: int) -> list[Run]:
-        return [_run(r) for r in self.conn.execute(
-            "SELECT * FROM runs WHERE wave = ? ORDER BY run_id", (wave,))]
+        return self._decode(self.conn.execute("SELECT * FROM runs WHERE wave = ? ORDER BY run_id", (wave,)))
 
     def prune(self, job_id: str, keep: int) -> list[str]:
         """Delete all but the newest `keep` final runs of a job; returns their output paths."""

@@ -95,6 +95,7 @@ class Daemon:
             wake_fd = self._install_signals()
             subreaper = set_child_subreaper()
             history = History.open(self.home)
+            history.repairs = True
             pool = LocalPool(max_workers=self.config.max_workers, kill_grace=self.config.kill_grace,
                              wake_fd=wake_fd)
             now = utcnow()

@@ -308,3 +308,38 @@ def test_a_slot_already_claimed_is_never_run_again_even_with_a_rewound_cursor(si
     site.start(slot + timedelta(seconds=2), started=T0)  # a new daemon reads the old cursor
     site.step(slot + timedelta(seconds=2))
     assert [r.scheduled_for for r in site.runs("a")] == [to_iso(slot)]
+
+
+# --- unreadable rows in state.db ---------------------------------------------------------
+
+BAD_ROWS = [
+    # (status, trigger, job_id, scheduled_for, started_at, pid)
+    ("running", "schedule", "a", to_iso(T0), "not a time", 1234),        # recovery parsed it: crash
+    ("queued", "bogus", "a", to_iso(T0), None, None),                    # unknown trigger
+    ("waiting", "manual", "../../x", to_iso(T0), None, None),            # an id that is a path
+    ("running", "manual", "a", "0001-01-01T00:30:00+05:00", to_iso(T0), 1),  # before year 1 in UTC
+    ("running", "manual", "a", to_iso(T0), to_iso(T0), "pid 12"),       # a pid that is text
+    ("nonsense", "manual", "a", to_iso(T0), None, None),                 # unknown status
+]
+
+
+def test_unreadable_run_rows_are_isolated_and_never_stop_the_daemon(site, caplog):
+    from cron_scheduler.control import history_view
+    from cron_scheduler.engine import recover
+    site.add(job("a"))
+    for row in BAD_ROWS:
+        site.history.conn.execute("INSERT INTO runs (status, trigger, job_id, scheduled_for, started_at, pid) "
+                                  "VALUES (?, ?, ?, ?, ?, ?)", row)
+    site.history.repairs = True
+    engine = site.start(T0)
+    recover(engine, T0)
+    Requests(engine).do_run({"jobs": ["a"]}, T0)
+    site.step(T0)
+    site.step(T0)
+    assert "a" in {spec.job_id for spec in site.pool.specs.values()}  # the good run started
+    raw = site.history.conn.execute("SELECT status FROM runs ORDER BY run_id").fetchall()
+    assert [r[0] for r in raw[:len(BAD_ROWS)]] == ["interrupted"] * 5 + ["nonsense"]  # active ones closed
+    assert not site.history.has_active() or {r.job_id for r in site.history.with_status(*S)} == {"a"}
+    assert caplog.text.count("in state.db is unreadable") == 5  # once each; the 6th is never read
+    rows = history_view(site.home, None, 100, None)  # the CLI's history lists the readable runs
+    assert [r["job_id"] for r in rows] == ["a"]
