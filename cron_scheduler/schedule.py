@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -84,17 +83,16 @@ def get_zone(name: str | None) -> tzinfo:
         raise InvalidOption(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin") from None
 
 
+LOCALTIME = "/etc/localtime"
+
+
 @functools.lru_cache(maxsize=1)
 def local_zone() -> tzinfo:
-    """The machine's zone: $TZ if it names an IANA zone, else /etc/localtime, else UTC."""
-    tz_env = os.environ.get("TZ", "").lstrip(":")
-    if tz_env:
-        try:
-            return ZoneInfo(tz_env)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            pass
+    """The machine's zone: /etc/localtime, else UTC. Never $TZ: the zone of a job without --tz
+    must not depend on the environment of whichever process reads it (the daemon, `list`,
+    `next`, `create_cron`), or they would disagree about its instants."""
     try:
-        with open("/etc/localtime", "rb") as fh:
+        with open(LOCALTIME, "rb") as fh:
             return ZoneInfo.from_file(fh, key="localtime")
     except (OSError, ValueError):
         return UTC
