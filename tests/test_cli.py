@@ -615,3 +615,12 @@ def test_the_daemon_and_the_cli_agree_on_a_job_without_tz(tmp_path):
         cli_next = json.loads(run_in_tz("America/New_York", CRON_SCHEDULER, "next", "daily9", "-n", "1", "--json",
                                         home=env.home).stdout)[0]
         assert datetime.fromisoformat(state["next_slot"]) == datetime.fromisoformat(cli_next)
+
+
+def test_validate_and_next_apply_the_or_rule_to_nth_weekday(runner, home):
+    """`0 0 15 * 1#1` is the 15th OR the first Monday, not "it never fires"."""
+    result = runner.invoke(cli, ["validate", "0 0 15 * 1#1"])
+    assert result.exit_code == 0, result.output
+    times = invoke_json(runner, ["next", "0 0 15 * 1#1", "--tz", "UTC", "--from", "2026-01-01T00:00:00+00:00",
+                                 "-n", "3"])
+    assert times == ["2026-01-05T00:00:00+00:00", "2026-01-15T00:00:00+00:00", "2026-02-02T00:00:00+00:00"]
