@@ -617,3 +617,25 @@ def test_l_w_and_nth_fire_on_the_days_either_field_names(dom, dow, start):
         day += timedelta(days=1)
     got = [t for t in fires(expr, origin, len(expected) + 1) if t <= end]
     assert got == expected, expr
+
+
+# --- the machine's zone -----------------------------------------------------------------------
+
+def test_the_machine_zone_is_etc_localtime_never_the_tz_variable(monkeypatch, tmp_path):
+    """Jobs without --tz (and no config timezone) are read in the machine's zone; it must not
+    follow $TZ, or processes with different environments would disagree about their instants."""
+    localtime = tmp_path / "localtime"
+    with open("/usr/share/zoneinfo/Asia/Tokyo", "rb") as fh:
+        localtime.write_bytes(fh.read())
+    monkeypatch.setattr(schedule, "LOCALTIME", str(localtime))
+    monkeypatch.setenv("TZ", "America/New_York")
+    schedule.local_zone.cache_clear()
+    try:
+        zone = schedule.get_zone(None)
+        assert utc(2026, 1, 1).astimezone(zone).utcoffset() == timedelta(hours=9)
+        assert fires("0 9 * * *", utc(2025, 12, 31, 12), 1, zone) == [utc(2026, 1, 1, 0)]  # 09:00 in Tokyo
+        monkeypatch.setattr(schedule, "LOCALTIME", str(tmp_path / "missing"))
+        schedule.local_zone.cache_clear()
+        assert schedule.get_zone(None).utcoffset(datetime(2026, 1, 1)) == timedelta(0)  # UTC
+    finally:
+        schedule.local_zone.cache_clear()
