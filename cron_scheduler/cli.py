@@ -95,8 +95,8 @@ def add_cmd(job_id, schedule_expr, command, shell, paused, replace, no_check, as
     A .py SCRIPT runs with the daemon's Python; anything else is exec'd directly."""
     from cron_scheduler.jobs import JobService, job_from_options
     opts.update(schedule=schedule_expr, command=command, shell=shell, enabled=False if paused else None)
-    job = job_from_options(job_id, opts, check_script=not no_check)
     service = JobService(get_home(home))
+    job = job_from_options(job_id, opts, check_script=not no_check, default_zone=service.default_zone())
     job = service.add(job, replace=replace)
     _print_job_added(service, job, as_json)
 
@@ -196,7 +196,7 @@ def show_cmd(job_id, as_json, home):
 @cli.command("next")
 @click.argument("target", metavar="ID|EXPR")
 @click.option("--count", "-n", type=click.IntRange(1, 1000), default=5, show_default=True)
-@click.option("--tz", "timezone", metavar="ZONE", help="Zone for an expression (default: local).")
+@click.option("--tz", "timezone", metavar="ZONE", help="Zone an expression is read in, or a job's times are shown in.")
 @click.option("--from", "start", metavar="ISO-TIME", help="Start from this instant instead of now.")
 @click.option("--json", "as_json", is_flag=True)
 @home_option

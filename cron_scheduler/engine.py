@@ -22,6 +22,7 @@ from cron_scheduler import planner, schedule
 from cron_scheduler.errors import CorruptRun, CronSchedulerError
 from cron_scheduler.history import History, Run
 from cron_scheduler.home import Config, Home
+from cron_scheduler.jobs import zone_of as job_zone
 from cron_scheduler.models import ACTIVE, UTC, Job, RunStatus, Trigger, parse_iso, to_iso
 from cron_scheduler.pool import UNKNOWN_STATUS, Pool
 from cron_scheduler.runner import RunResult, RunSpec, kill_tree, pipe_path, process_start_time
@@ -55,7 +56,7 @@ class Engine:
             self.forget()
 
     def zone_of(self, job: Job) -> tzinfo:
-        return schedule.get_zone(job.timezone) if job.timezone else self.zone
+        return job_zone(job, self.zone)  # the one zone rule, shared with the CLI
 
     def reload(self, now: datetime, force: bool = False) -> bool:
         """Re-read jobs.json if it changed (True); a corrupt store keeps the last good jobs."""

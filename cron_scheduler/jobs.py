@@ -27,7 +27,7 @@ CLEAR = ("", "none", "null")
 # --- building jobs from user input -------------------------------------------------------
 
 def job_from_options(job_id: str, opts: dict[str, Any], base: Job | None = None, *,
-                     check_script: bool = True) -> Job:
+                     check_script: bool = True, default_zone: tzinfo | str | None = None) -> Job:
     """Turn CLI options (raw strings, None = not given) into a validated Job.
 
     With `base`, only the given options change it (update); without, defaults apply (add)."""
@@ -89,7 +89,7 @@ def job_from_options(job_id: str, opts: dict[str, Any], base: Job | None = None,
                   created_at=to_iso(utcnow()), **changes)
     else:
         job = base.replace(**changes)
-    zone = job.timezone
+    zone = zone_of(job, default_zone)
     for key in ("start_at", "end_at"):
         if opts.get(key) is not None:
             value = None if opts[key].lower() in CLEAR else _instant(opts[key], zone, key)
@@ -138,14 +138,16 @@ def _directory(path: str, check: bool) -> str:
     return str(resolved)
 
 
-def _instant(text: str, zone: str | None, what: str) -> str:
+def _instant(text: str, zone: tzinfo, what: str) -> str:
+    """An option's ISO date-time as a UTC ISO string; without an offset it is read in `zone`
+    (the job's zone, zone_of)."""
     try:
         dt = datetime.fromisoformat(text.strip())
     except ValueError:
         raise InvalidOption(f"invalid --{what.replace('_', '-')} {text!r}: use an ISO date-time "
                             "such as 2026-12-01T09:00 or 2026-12-01T09:00+01:00") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=schedule.get_zone(zone))
+        dt = dt.replace(tzinfo=zone)
     try:
         return to_iso(dt)
     except OverflowError:  # in UTC it would be before year 1 or after year 9999
@@ -227,7 +229,8 @@ class JobService:
     def update(self, job_id: str, opts: dict[str, Any], check_script: bool = True) -> Job:
         with self.store.transaction() as jobs:
             base = self._get(jobs, job_id)
-            job = job_from_options(job_id, opts, base, check_script=check_script)
+            job = job_from_options(job_id, opts, base, check_script=check_script,
+                                   default_zone=self.default_zone())
             jobs[job_id] = job
             check_graph(jobs, roots=[job_id])
         return job
@@ -278,11 +281,17 @@ class JobService:
         return schedule.get_zone(load_config(self.home).timezone)
 
 
-def zone_of(job: Job, default: tzinfo) -> tzinfo:
-    return schedule.get_zone(job.timezone) if job.timezone else default
+def zone_of(job: Job, default: tzinfo | str | None = None) -> tzinfo:
+    """THE rule for the zone a job's schedule is read in, used by the daemon and every command:
+    the job's own --tz, else the home's default `default` (config.toml `timezone`, as a name or
+    already resolved), else the machine's zone (schedule.local_zone: /etc/localtime, never $TZ)."""
+    if job.timezone:
+        return schedule.get_zone(job.timezone)
+    return default if isinstance(default, tzinfo) else schedule.get_zone(default)
 
 
-def next_runs(job: Job, after: datetime, count: int, default_zone: tzinfo) -> list[datetime]:
+def next_runs(job: Job, after: datetime, count: int, default_zone: tzinfo | str | None = None) -> list[datetime]:
+    """The job's next `count` fire instants after `after`, in the zone zone_of decides."""
     sched = schedule.parse(job.schedule, job.id)
     return schedule.next_fires(sched, after, count, zone_of(job, default_zone),
                                anchor=parse_iso(job.created_at), start_at=parse_iso(job.start_at),

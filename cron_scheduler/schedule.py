@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -84,17 +83,16 @@ def get_zone(name: str | None) -> tzinfo:
         raise InvalidOption(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin") from None
 
 
+LOCALTIME = "/etc/localtime"
+
+
 @functools.lru_cache(maxsize=1)
 def local_zone() -> tzinfo:
-    """The machine's zone: $TZ if it names an IANA zone, else /etc/localtime, else UTC."""
-    tz_env = os.environ.get("TZ", "").lstrip(":")
-    if tz_env:
-        try:
-            return ZoneInfo(tz_env)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            pass
+    """The machine's zone: /etc/localtime, else UTC. Never $TZ: the zone of a job without --tz
+    must not depend on the environment of whichever process reads it (the daemon, `list`,
+    `next`, `create_cron`), or they would disagree about its instants."""
     try:
-        with open("/etc/localtime", "rb") as fh:
+        with open(LOCALTIME, "rb") as fh:
             return ZoneInfo.from_file(fh, key="localtime")
     except (OSError, ValueError):
         return UTC
@@ -354,13 +352,40 @@ def _plain_fields(cron: str, hash_id: str | None, seconds: bool) -> _PlainFields
         day_or=restricted and not (raw[2].startswith("*") or raw[4].startswith("*")))
 
 
+@functools.lru_cache(maxsize=4096)
+def _day_or_sides(cron: str, hash_id: str | None, seconds: bool) -> tuple[str, str] | None:
+    """Vixie cron's rule for a non-plain expression: when both day fields are restricted and
+    neither starts with '*', a day matches either. croniter keeps '#', 'W' and 'L5' (in the
+    day-of-week field) on both sides of its split, so it intersects them instead (`0 0 15 * 1#1`
+    would never fire). Returns the expression with only its day of month and with only its day
+    of week (the other field '*'), whose earliest next time is the rule's; None when the rule
+    does not apply."""
+    fields = cron.split()
+    dom, dow = seconds + 2, seconds + 4
+    if fields[dom].startswith("*") or fields[dow].startswith("*"):
+        return None  # unrestricted, or the Vixie bug: a field starting with '*' intersects
+    expanded = _cron_iter(cron, hash_id, seconds).expanded  # croniter's order: min hour dom mon dow
+    if expanded[2][0] == "*" or expanded[4][0] == "*":  # '?'
+        return None
+    return (" ".join(fields[:dow] + ["*"] + fields[dow + 1:]),
+            " ".join(fields[:dom] + ["*"] + fields[dom + 1:]))
+
+
 def _wall_next(sched: Schedule, wall: datetime) -> datetime | None:
     """The next wall-clock time after `wall` matching the cron fields; None if there is none."""
-    plain = _plain_fields(sched.cron, sched.hash_id, sched.seconds_field)
+    return _wall_next_cron(sched.cron, sched.hash_id, sched.seconds_field, wall)
+
+
+def _wall_next_cron(cron: str, hash_id: str | None, seconds: bool, wall: datetime) -> datetime | None:
+    plain = _plain_fields(cron, hash_id, seconds)
     if plain is not None:
         return plain.after(wall)
+    sides = _day_or_sides(cron, hash_id, seconds)
+    if sides is not None:
+        found = [t for side in sides if (t := _wall_next_cron(side, hash_id, seconds, wall)) is not None]
+        return min(found, default=None)
     try:
-        return _cron_iter(sched.cron, sched.hash_id, sched.seconds_field).get_next(datetime, start_time=wall)
+        return _cron_iter(cron, hash_id, seconds).get_next(datetime, start_time=wall)
     except _croniter().CroniterBadDateError:
         return None
 

@@ -8,7 +8,7 @@ from typing import Any
 from cron_scheduler import schedule
 from cron_scheduler.errors import InvalidSchedule
 from cron_scheduler.home import Home, load_config
-from cron_scheduler.jobs import JobService, downstream, job_view, next_runs
+from cron_scheduler.jobs import JobService, downstream, job_view, next_runs, zone_of
 from cron_scheduler.models import format_duration, parse_iso, utcnow
 from cron_scheduler.planner import fingerprint
 
@@ -49,17 +49,18 @@ def show_view(home: Home, job_id: str) -> dict[str, Any]:
 
 
 def next_view(home: Home, target: str, count: int, tz: str | None, start: str | None) -> list[str]:
-    """Fire times of a job id, or of an expression, as ISO instants in the schedule's zone;
-    a --from without an offset is read in that zone too."""
+    """Fire times of a job id, or of an expression, as ISO instants. A job's are its real fire
+    times (in its own zone, zone_of), shown in --tz if given, else in the job's zone; an
+    expression is read in --tz, else the default zone. A --from without an offset is read in
+    the zone the times are shown in."""
     service = JobService(home)
     jobs = service.all() if home.jobs.exists() else {}
     if target in jobs:
         job = jobs[target]
-        zone = schedule.get_zone(tz or job.timezone) if (tz or job.timezone) else service.default_zone()
-        if tz:
-            job = job.replace(timezone=tz)
-        after = instant_option(start, "--from", zone)
-        return [t.astimezone(zone).isoformat() for t in next_runs(job, after, count, zone)]
+        zone = zone_of(job, service.default_zone())
+        shown = schedule.get_zone(tz) if tz else zone
+        after = instant_option(start, "--from", shown)
+        return [t.astimezone(shown).isoformat() for t in next_runs(job, after, count, zone)]
     try:
         sched = schedule.parse(target, strict=True)
     except InvalidSchedule as exc:

@@ -514,3 +514,113 @@ def test_home_reaches_each_job_subcommand(tmp_path, args, position):
         assert json.loads(result.stdout)["home"] == str(real) and json.loads(result.stdout)["jobs"] == 1
     if args[0] in ("update", "pause", "remove"):
         assert (real / "jobs.json").read_bytes() != before
+
+
+# --- one zone per job, whatever the reading process's TZ (DESIGN.md sections 3 and 4) ---------
+
+READER_ZONES = [None, "Asia/Tokyo", "America/New_York", "Pacific/Chatham"]  # None: TZ unset
+
+
+def run_in_tz(tz: str | None, cmd: list[str], *args: str, home: Path):
+    """A CLI process whose TZ environment is `tz` (unset when None)."""
+    env = dict(os.environ, CRON_SCHEDULER_HOME=str(home))
+    env.pop("TZ", None)
+    if tz is not None:
+        env["TZ"] = tz
+    result = subprocess.run(cmd + list(args), capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, (tz, args, result.stderr)
+    return result
+
+
+def _instants(texts) -> set[datetime]:
+    return {datetime.fromisoformat(t) for t in texts}
+
+
+def test_a_job_without_tz_has_the_same_instants_in_every_command_whatever_tz(home):
+    """create_cron, list, show and next agree on a job's fire times, and so do processes with
+    different TZ environments: without --tz a job is read in the machine's zone (/etc/localtime),
+    never in the TZ of whichever process computes it."""
+    from cron_scheduler import schedule
+    from cron_scheduler.models import utcnow
+    created = json.loads(run_in_tz("Asia/Tokyo", CREATE_CRON, "daily9", "--json", "0 9 * * *", "/bin/true",
+                                   home=home).stdout)["next_run"]
+    seen = {("create_cron", "Asia/Tokyo"): created}
+    for tz in READER_ZONES:
+        seen[("list", tz)] = json.loads(run_in_tz(tz, CRON_SCHEDULER, "list", "--json", home=home).stdout)[0]["next_run"]
+        seen[("show", tz)] = json.loads(run_in_tz(tz, CRON_SCHEDULER, "show", "daily9", "--json",
+                                                  home=home).stdout)["next_run"]
+        seen[("next", tz)] = json.loads(run_in_tz(tz, CRON_SCHEDULER, "next", "daily9", "-n", "1", "--json",
+                                                  home=home).stdout)[0]
+    assert len(_instants(seen.values())) == 1, seen
+    expected = schedule.next_fire(schedule.parse("0 9 * * *"), utcnow(), schedule.local_zone())
+    assert datetime.fromisoformat(created) == expected
+
+
+def test_start_at_without_offset_is_read_in_the_same_zone_whatever_tz(home):
+    stored = set()
+    for i, tz in enumerate(READER_ZONES):
+        out = run_in_tz(tz, CREATE_CRON, f"j{i}", "--json", "--start-at", "2031-01-01T12:00", "--end-at",
+                        "2031-06-01T12:00", "0 9 * * *", "/bin/true", home=home).stdout
+        stored.add((json.loads(out)["start_at"], json.loads(out)["end_at"]))
+    assert len(stored) == 1, stored
+
+
+def test_start_at_without_offset_is_read_in_the_config_timezone(home):
+    """config.toml `timezone` is the zone of jobs without --tz: their --start-at/--end-at too,
+    for create_cron and update alike; a job's own --tz still wins."""
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text('timezone = "Asia/Kolkata"\n')
+    plain = json.loads(run_in_tz("America/New_York", CREATE_CRON, "plain", "--json", "--start-at",
+                                 "2031-01-01T12:00", "0 9 * * *", "/bin/true", home=home).stdout)
+    assert datetime.fromisoformat(plain["start_at"]) == datetime.fromisoformat("2031-01-01T06:30:00+00:00")
+    own = json.loads(run_in_tz(None, CREATE_CRON, "own", "--json", "--tz", "Europe/Berlin", "--start-at",
+                               "2031-01-01T12:00", "0 9 * * *", "/bin/true", home=home).stdout)
+    assert datetime.fromisoformat(own["start_at"]) == datetime.fromisoformat("2031-01-01T11:00:00+00:00")
+    updated = json.loads(run_in_tz("Asia/Tokyo", CRON_SCHEDULER, "update", "plain", "--json", "--end-at",
+                                   "2031-02-01T00:00", home=home).stdout)
+    assert datetime.fromisoformat(updated["end_at"]) == datetime.fromisoformat("2031-01-31T18:30:00+00:00")
+    # and the schedule itself: 09:00 in Kolkata is 03:30 UTC
+    times = json.loads(run_in_tz("Asia/Tokyo", CRON_SCHEDULER, "next", "plain", "-n", "1", "--json",
+                                 home=home).stdout)
+    assert datetime.fromisoformat(times[0]) == datetime.fromisoformat("2031-01-02T03:30:00+00:00")
+
+
+def test_next_job_with_tz_shows_its_real_fire_times_in_that_zone(home):
+    """`next JOB --tz Z` displays the job's own fire times in Z; it does not re-read the
+    schedule in Z. `next EXPR --tz Z` reads the expression in Z."""
+    run_in_tz(None, CREATE_CRON, "berlin", "--tz", "Europe/Berlin", "0 9 * * *", "/bin/true", home=home)
+    shown = json.loads(run_in_tz("Asia/Tokyo", CRON_SCHEDULER, "next", "berlin", "--tz", "America/New_York",
+                                 "--from", "2026-06-01T00:00:00+00:00", "-n", "2", "--json", home=home).stdout)
+    assert shown == ["2026-06-01T03:00:00-04:00", "2026-06-02T03:00:00-04:00"]  # 09:00 in Berlin
+    plain = json.loads(run_in_tz(None, CRON_SCHEDULER, "next", "berlin", "--from", "2026-06-01T00:00:00+00:00",
+                                 "-n", "1", "--json", home=home).stdout)
+    assert plain == ["2026-06-01T09:00:00+02:00"]
+    expr = json.loads(run_in_tz(None, CRON_SCHEDULER, "next", "0 9 * * *", "--tz", "America/New_York",
+                                "--from", "2026-06-01T00:00:00+00:00", "-n", "1", "--json", home=home).stdout)
+    assert expr == ["2026-06-01T09:00:00-04:00"]
+
+
+def test_the_daemon_and_the_cli_agree_on_a_job_without_tz(tmp_path):
+    """The daemon started with one TZ stores the same next slot as `next` run with another."""
+    from harness import temp_env
+    with temp_env(tmp_path) as env:
+        env.create_cron("daily9", "0 9 * * *", "/bin/true")
+        daemon_env = dict(os.environ, TZ="Asia/Tokyo")
+        for key in ("CRON_SCHEDULER_HOME", "XDG_STATE_HOME"):
+            daemon_env.pop(key, None)
+        proc = subprocess.run([sys.executable, "-m", "cron_scheduler.scheduler", "--home", str(env.home), "--once"],
+                              capture_output=True, text=True, env=daemon_env, timeout=90, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        [state] = env.query("SELECT next_slot FROM job_state WHERE job_id = 'daily9'")
+        cli_next = json.loads(run_in_tz("America/New_York", CRON_SCHEDULER, "next", "daily9", "-n", "1", "--json",
+                                        home=env.home).stdout)[0]
+        assert datetime.fromisoformat(state["next_slot"]) == datetime.fromisoformat(cli_next)
+
+
+def test_validate_and_next_apply_the_or_rule_to_nth_weekday(runner, home):
+    """`0 0 15 * 1#1` is the 15th OR the first Monday, not "it never fires"."""
+    result = runner.invoke(cli, ["validate", "0 0 15 * 1#1"])
+    assert result.exit_code == 0, result.output
+    times = invoke_json(runner, ["next", "0 0 15 * 1#1", "--tz", "UTC", "--from", "2026-01-01T00:00:00+00:00",
+                                 "-n", "3"])
+    assert times == ["2026-01-05T00:00:00+00:00", "2026-01-15T00:00:00+00:00", "2026-02-02T00:00:00+00:00"]

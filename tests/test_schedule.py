@@ -504,3 +504,138 @@ def test_plain_expansion_answers_the_common_forms_and_most_of_the_sample():
                  "0 0 * * 1/2"):
         assert schedule._expand_plain(expr, False, "job-1") is None, expr
     assert len(answered) >= 300  # the property above compared that many expansions with croniter
+
+
+# --- '#', 'L' and 'W' follow the OR rule too ---------------------------------------------------
+
+def _days(times: list[datetime]) -> list[str]:
+    return [t.strftime("%a %d %b") for t in times]
+
+
+def test_nth_weekday_with_a_day_of_month_fires_on_either():
+    """`0 0 15 * 1#1`: the 15th OR the first Monday (croniter alone calls it "never fires")."""
+    schedule.parse("0 0 15 * 1#1", strict=True)
+    got = fires("0 0 15 * 1#1", utc(2026, 1, 1), 6)
+    assert _days(got) == ["Mon 05 Jan", "Thu 15 Jan", "Mon 02 Feb", "Sun 15 Feb", "Mon 02 Mar", "Sun 15 Mar"]
+
+
+def test_nth_weekday_with_a_day_it_can_share_is_not_narrowed_to_the_weekday():
+    """`0 0 1 * 1#1` fired only on first Mondays (a silently different calendar)."""
+    got = fires("0 0 1 * 1#1", utc(2026, 1, 1), 5)
+    assert _days(got) == ["Mon 05 Jan", "Sun 01 Feb", "Mon 02 Feb", "Sun 01 Mar", "Mon 02 Mar"]
+
+
+def test_nearest_weekday_with_a_day_of_week_fires_on_either():
+    """`15W * 1`: the weekday nearest the 15th OR any Monday (croniter: only Mondays that are it)."""
+    got = fires("0 0 15W * 1", utc(2026, 1, 1), 6)
+    assert _days(got) == ["Mon 05 Jan", "Mon 12 Jan", "Thu 15 Jan", "Mon 19 Jan", "Mon 26 Jan", "Mon 02 Feb"]
+
+
+def test_last_day_and_last_weekday_fire_on_either():
+    got = fires("0 0 L * L5", utc(2026, 1, 1), 4)  # last day of the month OR its last Friday
+    assert _days(got) == ["Fri 30 Jan", "Sat 31 Jan", "Fri 27 Feb", "Sat 28 Feb"]
+    got = fires("0 0 15 * L5", utc(2026, 1, 1), 4)
+    assert _days(got) == ["Thu 15 Jan", "Fri 30 Jan", "Sun 15 Feb", "Fri 27 Feb"]
+
+
+def test_nth_weekday_with_an_impossible_day_of_month_still_fires_on_the_weekday():
+    assert _days(fires("0 0 31 2 1#1", utc(2026, 1, 1), 2)) == ["Mon 02 Feb", "Mon 01 Feb"]
+
+
+def test_nth_weekday_with_a_star_step_day_is_anded_like_vixie():
+    """A day of month starting with '*' counts as unrestricted: days are ANDed, '#' included."""
+    got = fires("0 0 */2 * 1#1", utc(2026, 1, 1), 3)
+    assert _days(got) == ["Mon 05 Jan", "Mon 01 Jun", "Mon 03 Aug"]
+    assert _days(fires("0 0 ? * 1#1", utc(2026, 1, 1), 2)) == ["Mon 05 Jan", "Mon 02 Feb"]
+
+
+def test_or_rule_with_seconds_and_year_fields():
+    got = fires("0 0 0 15 * 1#1 2027", utc(2026, 1, 1), 3)
+    assert got == [utc(2027, 1, 4), utc(2027, 1, 15), utc(2027, 2, 1)]
+
+
+def test_or_rule_with_nth_weekday_keeps_the_dst_policy():
+    """02:30 on the 15th OR the second Sunday, in New York: the second Sunday of March 2026 is
+    the spring-forward day, whose 02:30 does not exist: the fixed-time job runs at 03:00."""
+    got = fires("30 2 15 * 0#2", utc(2026, 3, 1), 3, NY)
+    assert [t.astimezone(NY).isoformat() for t in got] == [
+        "2026-03-08T03:00:00-04:00", "2026-03-15T02:30:00-04:00", "2026-04-12T02:30:00-04:00"]
+
+
+def _nearest_weekday(year: int, month: int, day: int, last: int) -> int:
+    """The weekday nearest `day` (<= 28) without leaving the month, as Quartz's W."""
+    weekday = datetime(year, month, day).weekday()
+    if weekday == 5:
+        return day - 1 if day > 1 else day + 2
+    if weekday == 6:
+        return day + 1 if day < last else day - 2
+    return day
+
+
+def _dom_matches(part: str, d: datetime) -> bool:
+    last = ((d.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)).day
+    if part == "L":
+        return d.day == last
+    if part.endswith("W"):
+        return d.day == _nearest_weekday(d.year, d.month, int(part[:-1]), last)
+    return d.day in {int(v) for v in part.split(",")}
+
+
+def _dow_matches(part: str, d: datetime) -> bool:
+    cron_weekday = (d.weekday() + 1) % 7
+    if part.startswith("L"):  # croniter's 'L5': the last Friday of the month
+        return cron_weekday == int(part[1:]) and (d + timedelta(days=7)).month != d.month
+    if "#" in part:
+        return any(cron_weekday == int(w) and (d.day - 1) // 7 + 1 == int(n)
+                   for w, n in (p.split("#") for p in part.split(",")))
+    return cron_weekday in {int(v) for v in part.split(",")}
+
+
+_DOM_PARTS = st.one_of(st.integers(1, 31).map(str), st.just("L"), st.integers(1, 28).map(lambda n: f"{n}W"),
+                       st.lists(st.integers(1, 31), min_size=2, max_size=3, unique=True).map(
+                           lambda vs: ",".join(map(str, sorted(vs)))))
+_NTH = st.tuples(st.integers(0, 6), st.integers(1, 5)).map(lambda wn: f"{wn[0]}#{wn[1]}")
+_DOW_PARTS = st.one_of(_NTH, st.lists(_NTH, min_size=2, max_size=2, unique=True).map(",".join),
+                       st.integers(0, 6).map(lambda w: f"L{w}"), st.integers(0, 6).map(str))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(dom=_DOM_PARTS, dow=_DOW_PARTS,
+       start=st.dates(min_value=datetime(2001, 1, 1).date(), max_value=datetime(2060, 12, 31).date()))
+def test_l_w_and_nth_fire_on_the_days_either_field_names(dom, dow, start):
+    """Property: with both day fields restricted (L, W and '#' included), a day fires when the
+    day of month OR the day of week matches it, day by day over the next two years."""
+    if "#" not in dow and "L" not in dow and "L" not in dom and "W" not in dom:
+        dow = "1#1"  # plain pairs are the fast path's business (tested above)
+    expr = f"0 0 {dom} * {dow}"
+    origin = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    end = origin + timedelta(days=731)
+    expected, day = [], origin + timedelta(days=1)
+    while day <= end:
+        if _dom_matches(dom, day) or _dow_matches(dow, day):
+            expected.append(day)
+        day += timedelta(days=1)
+    got = [t for t in fires(expr, origin, len(expected) + 1) if t <= end]
+    assert got == expected, expr
+
+
+# --- the machine's zone -----------------------------------------------------------------------
+
+def test_the_machine_zone_is_etc_localtime_never_the_tz_variable(monkeypatch, tmp_path):
+    """Jobs without --tz (and no config timezone) are read in the machine's zone; it must not
+    follow $TZ, or processes with different environments would disagree about their instants."""
+    localtime = tmp_path / "localtime"
+    with open("/usr/share/zoneinfo/Asia/Tokyo", "rb") as fh:
+        localtime.write_bytes(fh.read())
+    monkeypatch.setattr(schedule, "LOCALTIME", str(localtime))
+    monkeypatch.setenv("TZ", "America/New_York")
+    schedule.local_zone.cache_clear()
+    try:
+        zone = schedule.get_zone(None)
+        assert utc(2026, 1, 1).astimezone(zone).utcoffset() == timedelta(hours=9)
+        assert fires("0 9 * * *", utc(2025, 12, 31, 12), 1, zone) == [utc(2026, 1, 1, 0)]  # 09:00 in Tokyo
+        monkeypatch.setattr(schedule, "LOCALTIME", str(tmp_path / "missing"))
+        schedule.local_zone.cache_clear()
+        assert schedule.get_zone(None).utcoffset(datetime(2026, 1, 1)) == timedelta(0)  # UTC
+    finally:
+        schedule.local_zone.cache_clear()
