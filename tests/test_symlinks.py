@@ -277,3 +277,52 @@ def test_a_home_owned_by_another_user_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: os.stat(home.root).st_uid + 1)
     with pytest.raises(InsecureHome, match="owned by uid"):
         home.check_secure()
+
+
+# --- units: log rotation, odd files, odd names -------------------------------------------------
+
+def test_log_rotation_and_reopen_never_write_through_links(tmp_path, capsys):
+    from cron_scheduler.home import Config
+    from cron_scheduler.scheduler import log, setup_logging
+    home = Home(tmp_path / "home").ensure()
+    victims = [Victim(tmp_path / f"victim{i}") for i in range(3)]
+    setup_logging(home, Config(log_max_bytes=500, log_backups=2), "INFO")
+    (home.root / "scheduler.log.1").symlink_to(victims[0].path)
+    (home.root / "scheduler.log.2").symlink_to(victims[1].path)
+    try:
+        for i in range(40):  # several rotations over the links at the backup names
+            log.info("event %03d %s", i, "x" * 40)
+        assert "event 039" in home.log.read_text()
+        for handler in log.handlers:
+            handler.close()  # as after SIGHUP: reopened at the next record
+        home.log.unlink()
+        home.log.symlink_to(victims[2].path)
+        log.info("after the link was planted")
+        log.info("and once more")
+    finally:
+        for handler in log.handlers:
+            handler.close()
+        log.handlers.clear()
+    for victim in victims:
+        victim.assert_untouched()
+    err = capsys.readouterr().err
+    assert "after the link was planted" in err and "and once more" in err  # stderr keeps every line
+    refusals = [line for line in err.splitlines() if "symbolic link" in line]
+    assert len(refusals) == 1 and str(home.log) in refusals[0], err  # said once, not per record
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_planted_at_the_store_is_an_error_not_a_hang(site):
+    os.mkfifo(site.home / "jobs.json", 0o600)
+    result = site.cli("list", check=False, timeout=20)
+    assert result.returncode == 1, result
+    assert_one_clear_line(result.stderr, str(site.home / "jobs.json"), "not a regular file")
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", ""])
+def test_safefs_refuses_names_that_leave_their_directory(tmp_path, name):
+    from cron_scheduler import safefs
+    from cron_scheduler.errors import UnsafePath
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(UnsafePath, match="not a plain name"):
+        safefs.open_file(tmp_path, ("runs", name, "1.log"), os.O_WRONLY | os.O_CREAT, create_dirs=True)
