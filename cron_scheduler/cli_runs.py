@@ -96,15 +96,13 @@ def history_cmd(job_id, limit, status, as_json, home):
 @home_option
 def logs_cmd(job_id, which, follow, home):
     """Print a run's output (stdout and stderr)."""
-    from cron_scheduler.control import find_run
+    from cron_scheduler.control import find_run, open_run_log
     from cron_scheduler.history import History
     h = get_home(home)
     run = find_run(h, job_id, which)
-    path = run.output_path
     out = click.get_binary_stream("stdout")
-    try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
+    fh = open_run_log(h, run)  # runs/<job>/<run-id>.log of this home, never through a link
+    if fh is None:
         click.echo(f"(run {run.run_id} has no output file)", err=True)
         return
     with fh, History.opened(h) as history:

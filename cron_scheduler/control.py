@@ -10,8 +10,9 @@ import os
 import signal
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, BinaryIO
 
+from cron_scheduler import safefs
 from cron_scheduler.errors import InvalidOption, OperationalError, UnknownJob
 from cron_scheduler.history import History, Run
 from cron_scheduler.home import Home
@@ -110,6 +111,17 @@ def find_run(home: Home, job_id: str, which: str) -> Run:
         if run.job_id != job_id:
             raise OperationalError(f"run {run.run_id} belongs to job {run.job_id!r}, not {job_id!r}")
         return run
+
+
+def open_run_log(home: Home, run: Run) -> BinaryIO | None:
+    """A run's log for reading, or None if it has none. Its place is derived from the home,
+    runs/<job>/<run-id>.log, never taken from state.db, and no link on the way is followed."""
+    try:
+        return safefs.read_file(home.root, ("runs", run.job_id, home.run_log(run.job_id, run.run_id).name))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OperationalError(f"cannot read the log of run {run.run_id}: {exc.strerror or exc}") from None
 
 
 def explain(home: Home, job_id: str, at: datetime | None) -> list[str]:

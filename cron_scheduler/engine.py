@@ -16,7 +16,6 @@ import signal
 import sys
 import uuid
 from datetime import datetime, timedelta, tzinfo
-from pathlib import Path
 
 from cron_scheduler import planner, schedule
 from cron_scheduler.errors import CorruptRun, CronSchedulerError
@@ -25,7 +24,8 @@ from cron_scheduler.home import Config, Home
 from cron_scheduler.jobs import zone_of as job_zone
 from cron_scheduler.models import ACTIVE, UTC, Job, RunStatus, Trigger, parse_iso, to_iso
 from cron_scheduler.pool import UNKNOWN_STATUS, Pool
-from cron_scheduler.runner import RunResult, RunSpec, kill_tree, pipe_path, process_start_time
+from cron_scheduler.runner import (RunResult, RunSpec, kill_tree, pipe_path, process_start_time, remove_pipe,
+                                   remove_run_log)
 from cron_scheduler.store import Store
 
 log = logging.getLogger("cron_scheduler")
@@ -377,7 +377,7 @@ class Engine:
             if status is RunStatus.SUCCEEDED:
                 self.release_blocked(run, now)
             for path in self.history.prune(run.job_id, self.config.retention_runs):
-                Path(path).unlink(missing_ok=True)
+                remove_run_log(self.home.root, run.job_id, path)  # only under runs/<job>/
         duration = (result.finished_at - result.started_at)
         log.info("run %d job %s finished: %s in %.2fs%s%s", run.run_id, run.job_id, status, duration,
                  f" exit {result.exit_code}" if result.exit_code is not None else "",
@@ -516,14 +516,14 @@ def recover(engine: Engine, now: datetime) -> None:
             elapsed = (now - parse_iso(run.started_at)).total_seconds()
             remaining = None if job.timeout is None else max(0.0, job.timeout - elapsed)
             if engine.pool.adopt(run.run_id, run.pid, run.marker, parse_iso(run.started_at).timestamp(),
-                                 remaining, Path(run.output_path), start_time=run.pid_start,
+                                 remaining, engine.home.run_log(run.job_id, run.run_id), start_time=run.pid_start,
                                  max_output=job.max_output):
                 log.warning("run %d job %s re-supervised (pid %d still running)", run.run_id, run.job_id, run.pid)
                 continue
         if run.marker:  # descendants that outlived it: by marker only (its group id may be reused)
             kill_tree(0, run.marker, signal.SIGKILL)
-        if run.output_path:
-            pipe_path(Path(run.output_path)).unlink(missing_ok=True)
+        if run.output_path:  # the FIFO's place comes from the home, not from state.db
+            remove_pipe(pipe_path(engine.home.run_log(run.job_id, run.run_id)))
         why = ("daemon stopped while it ran; outcome unknown" if run.pid is not None
                else "daemon stopped while starting it; it may not have started")
         result = RunResult(run_id=run.run_id, pid=run.pid, started_at=parse_iso(run.started_at).timestamp(),

@@ -87,6 +87,10 @@ class InsecureHome(OperationalError):
     pass
 
 
+class UnsafePath(InsecureHome):
+    """A file of the home is a symbolic link (or not a regular file): refused, never followed."""
+
+
 class StateWriteError(OperationalError):
     """state.db refused a write (disk full, I/O error): the daemon keeps supervising its runs
     and retries."""

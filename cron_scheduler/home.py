@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cron_scheduler.errors import InsecureHome, InvalidOption, OperationalError
+from cron_scheduler import safefs
+from cron_scheduler.errors import InsecureHome, InvalidOption, OperationalError, UnsafePath
 
 
 def resolve_home(explicit: str | os.PathLike | None = None) -> Path:
@@ -50,12 +51,23 @@ class Home:
         return self
 
     def check_secure(self) -> None:
-        """Like cron with an insecure crontab: refuse a home or store others may write."""
+        """Like cron with an insecure crontab: refuse a home or store others may write, a home
+        owned by another user, and a symbolic link at any file of the home (the home directory
+        itself may be reached through one). Every open checks again (safefs)."""
+        for path in (self.jobs, self.jobs_lock, self.log, self.runs, self.daemon_lock,
+                     self.daemon_pid, self.config_file):
+            if path.is_symlink():
+                raise UnsafePath(f"refusing {path}: it is a symbolic link "
+                                 "(files inside the home are never followed through links)")
         for path in (self.root, self.jobs):
             try:
-                mode = path.stat().st_mode
+                st = path.stat()
             except FileNotFoundError:
                 continue
+            mode = st.st_mode
+            if path == self.root and st.st_uid != os.geteuid():
+                raise InsecureHome(f"refusing home {path}: owned by uid {st.st_uid}, not by this user "
+                                   f"(uid {os.geteuid()}); the daemon trusts only its own home")
             if mode & (stat.S_IWGRP | stat.S_IWOTH):
                 raise InsecureHome(
                     f"refusing insecure {path}: writable by group or others "
@@ -80,7 +92,7 @@ class Config:
 def load_config(home: Home) -> Config:
     """Read config.toml (optional). Unknown keys are an error, so typos do not pass silently."""
     try:
-        with open(home.config_file, "rb") as fh:
+        with safefs.read_file(home.root, home.config_file.name) as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
         return Config()

@@ -1,10 +1,15 @@
-"""Single daemon instance per home: an flock on daemon.lock plus daemon.pid for humans."""
+"""Single daemon instance per home: an flock on daemon.lock plus daemon.pid for humans.
+
+All three files (daemon.lock, daemon.pid, daemon.pid.tmp) are opened relative to the home's
+directory fd without following links (safefs): a link planted at any of them is refused, and a
+leftover daemon.pid.tmp is removed and created afresh (O_EXCL), never written through."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 
+from cron_scheduler import safefs
 from cron_scheduler.errors import DaemonAlreadyRunning
 from cron_scheduler.home import Home
 
@@ -15,7 +20,7 @@ class InstanceLock:
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.home.daemon_lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = safefs.open_file(self.home.root, self.home.daemon_lock.name, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -23,26 +28,50 @@ class InstanceLock:
             raise DaemonAlreadyRunning(
                 f"already running (pid {daemon_pid(self.home) or '?'}) on home {self.home.root}") from None
         self.fd = fd
-        tmp = self.home.daemon_pid.with_suffix(".pid.tmp")
-        tmp.write_text(f"{os.getpid()}\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.home.daemon_pid)
+        try:
+            self._write_pid()
+        except BaseException:
+            self.release()
+            raise
+
+    def _write_pid(self) -> None:
+        """daemon.pid through a fresh daemon.pid.tmp (O_EXCL: never an existing file or link),
+        renamed into place (a rename replaces a link at daemon.pid, it does not follow it)."""
+        pid_name = self.home.daemon_pid.name
+        tmp_name = pid_name + ".tmp"
+        dir_fd = safefs.open_dir(self.home.root)
+        try:
+            try:
+                os.unlink(tmp_name, dir_fd=dir_fd)  # left by a crash (or planted): removed, not followed
+            except FileNotFoundError:
+                pass
+            fd = safefs.open_at(dir_fd, tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600,
+                                self.home.root / tmp_name)
+            try:
+                os.fchmod(fd, 0o600)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            finally:
+                os.close(fd)
+            os.replace(tmp_name, pid_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def release(self) -> None:
         if self.fd is None:
             return
         try:
-            self.home.daemon_pid.unlink()
-        except FileNotFoundError:
+            safefs.unlink(self.home.root, self.home.daemon_pid.name)
+        except OSError:
             pass
         os.close(self.fd)
         self.fd = None
 
 
 def daemon_pid(home: Home) -> int | None:
-    """The pid of the daemon holding `home`, or None when no daemon holds it."""
+    """The pid of the daemon holding `home`, or None when no daemon holds it. A link at
+    daemon.lock or daemon.pid raises UnsafePath (a pid read through one would be signalled)."""
     try:
-        fd = os.open(home.daemon_lock, os.O_RDONLY)
+        fd = safefs.open_file(home.root, home.daemon_lock.name, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
@@ -50,7 +79,8 @@ def daemon_pid(home: Home) -> int | None:
         return None  # we could take it: nobody holds it
     except BlockingIOError:
         try:
-            return int(home.daemon_pid.read_text().strip())
+            with safefs.read_file(home.root, home.daemon_pid.name) as fh:
+                return int(fh.read(64).strip())
         except (OSError, ValueError):
             return -1
     finally:

@@ -14,12 +14,16 @@ pool drives from its select() loop; neither blocks.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from cron_scheduler import safefs
+from cron_scheduler.errors import UnsafePath
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +77,34 @@ def set_child_subreaper() -> bool:
         return False
 
 
-def open_log(path: Path) -> int:
-    """Open (truncate) a run's output file for writing: parent dirs 0700, file 0600. Neither
-    the job's directory nor the file may be a symlink: a planted link must not send a run's
-    output (or its FIFO) outside the home (ELOOP / ENOTDIR instead)."""
+def _run_dir(path: Path, create: bool = False) -> int:
+    """The fd of a run file's directory, runs/<job>/ (path is <home>/runs/<job>/<file>): neither
+    runs/ nor runs/<job>/ is followed through a link. create: make them (0700) if missing.
+    A link raises OSError(ELOOP) naming it, which the pool records as the run's error."""
     path = Path(path)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        fd = os.open(path.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
-                     0o600, dir_fd=dir_fd)
+        return safefs.open_dir(path.parents[2], (path.parent.parent.name, path.parent.name), create)
+    except UnsafePath as exc:
+        raise OSError(errno.ELOOP, str(exc)) from None
+
+
+def _in_run_dir(path: Path, action, create: bool = False):
+    """action(dir_fd, name) on a run file, through the no-follow fd of its directory."""
+    dir_fd = _run_dir(path, create)
+    try:
+        return action(dir_fd, Path(path).name)
+    except UnsafePath as exc:
+        raise OSError(errno.ELOOP, str(exc)) from None
     finally:
         os.close(dir_fd)
+
+
+def open_log(path: Path) -> int:
+    """Open (truncate) a run's output file for writing: parent dirs 0700, file 0600. Neither
+    runs/, the job's directory nor the file may be a symlink: a planted link must not send a
+    run's output (or its FIFO) outside the home (the run fails with ELOOP naming the link)."""
+    fd = _in_run_dir(path, lambda dir_fd, name: safefs.open_at(
+        dir_fd, name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, Path(path)), create=True)
     try:
         os.fchmod(fd, 0o600)
     except OSError:
@@ -98,26 +118,64 @@ def pipe_path(log_path: Path) -> Path:
     return Path(log_path).with_suffix(".pipe")
 
 
+def remove_pipe(path: Path) -> None:
+    """Remove a run's FIFO (a link there is removed itself; its directories are not followed)."""
+    def unlink(dir_fd: int, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+    try:
+        _in_run_dir(path, unlink)
+    except OSError as exc:  # gone, or runs/ replaced by a link: nothing to remove through it
+        if not isinstance(exc, FileNotFoundError):
+            log.warning("cannot remove %s: %s", path, exc.strerror or exc)
+
+
 def open_pipe(path: Path) -> tuple[int, int]:
     """Create the run's output FIFO at path: (read end for the pool, read-write end that becomes
-    the run's stdout and stderr). Neither blocks to open, both are close-on-exec."""
-    path = Path(path)
-    path.unlink(missing_ok=True)  # left by a crash
-    os.mkfifo(path, 0o600)
-    read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        return read_fd, os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        os.close(read_fd)
-        raise
+    the run's stdout and stderr). Neither blocks to open, both are close-on-exec. Created and
+    opened relative to the no-follow fd of runs/<job>/, the FIFO itself with O_NOFOLLOW."""
+    def make(dir_fd: int, name: str) -> tuple[int, int]:
+        try:
+            os.unlink(name, dir_fd=dir_fd)  # left by a crash
+        except FileNotFoundError:
+            pass
+        os.mkfifo(name, 0o600, dir_fd=dir_fd)
+        read_fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+        try:
+            return read_fd, os.open(name, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+        except OSError:
+            os.close(read_fd)
+            raise
+    return _in_run_dir(path, make)
 
 
 def reopen_pipe(path: Path) -> int | None:
     """The read end of a run's FIFO again (a re-supervised run); None if it is gone."""
     try:
-        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return _in_run_dir(path, lambda dir_fd, name: os.open(
+            name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd))
     except OSError:
         return None
+
+
+def remove_run_log(home_root: Path, job_id: str, recorded: str | os.PathLike) -> bool:
+    """Delete a pruned run's log. Its place is derived from the home, runs/<job_id>/<run-id>.log,
+    never taken from the path recorded in state.db (only that path's <run-id>.log name is used):
+    nothing outside runs/<job_id>/ is ever deleted, and no link on the way is followed."""
+    name = Path(recorded).name
+    if not (name.endswith(".log") and name[:-4].isdigit()):
+        log.warning("not deleting %s for job %s: not a run log", recorded, job_id)
+        return False
+    try:
+        _in_run_dir(Path(home_root) / "runs" / job_id / name, lambda dir_fd, n: os.unlink(n, dir_fd=dir_fd))
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cannot delete the log of a pruned run of %s: %s", job_id, exc.strerror or exc)
+        return False
+    return True
 
 
 def spawn(spec: RunSpec) -> tuple[int, int]:
@@ -136,7 +194,7 @@ def spawn(spec: RunSpec) -> tuple[int, int]:
                                 close_fds=True, start_new_session=True)
     except BaseException:
         os.close(read_fd)
-        pipe_path(spec.log_path).unlink(missing_ok=True)
+        remove_pipe(pipe_path(spec.log_path))
         raise
     finally:
         os.close(child_fd)
@@ -185,7 +243,8 @@ class RunOutput:
         """The output of a run re-supervised after a daemon restart: its FIFO reopened (data the
         run wrote meanwhile waits in it), its log appended to from where the old daemon stopped."""
         try:
-            log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            log_fd = _in_run_dir(log_path, lambda dir_fd, name: safefs.open_at(
+                dir_fd, name, os.O_WRONLY | os.O_APPEND, 0o600, Path(log_path)))
         except OSError:
             log_fd, kept = None, 0
         else:
@@ -236,7 +295,7 @@ class RunOutput:
             os.close(self.log_fd)
             self.log_fd = None
         if self.log_path is not None:
-            pipe_path(self.log_path).unlink(missing_ok=True)
+            remove_pipe(pipe_path(self.log_path))
 
 
 def _stat_fields(pid: int) -> list[bytes] | None:

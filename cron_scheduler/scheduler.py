@@ -16,7 +16,9 @@ import os
 import signal
 import sys
 from datetime import datetime
+from pathlib import Path
 
+from cron_scheduler import safefs
 from cron_scheduler.errors import CronSchedulerError, StateWriteError
 from cron_scheduler.home import Config, Home, load_config
 from cron_scheduler.models import utcnow
@@ -28,7 +30,34 @@ WRITE_RETRY = 1.0  # seconds between attempts while state.db refuses writes
 
 class _RotatingLog(logging.handlers.RotatingFileHandler):
     """Rotates once the file has reached maxBytes: one tell() per record instead of the base
-    class's extra format() and seek() (a busy daemon logs several lines per run)."""
+    class's extra format() and seek() (a busy daemon logs several lines per run).
+
+    The file is opened (and re-opened after rotation or SIGHUP) relative to the home's directory
+    fd with O_NOFOLLOW, mode 0600 by fchmod: a link planted at scheduler.log is refused, never
+    appended to. Rotation renames links themselves, never their targets."""
+
+    _refused: str | None = None
+
+    def _open(self):
+        path = Path(self.baseFilename)
+        fd = safefs.open_file(path.parent, path.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        except OSError:
+            os.close(fd)
+            raise
+        self._refused = None
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def handleError(self, record) -> None:
+        """A refused reopen is said once on stderr (the stderr handler keeps every line)."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, CronSchedulerError):
+            return super().handleError(record)
+        if str(exc) != self._refused:
+            self._refused = str(exc)
+            sys.stderr.write(f"cron-scheduler daemon: error: {exc}; log lines go to stderr only\n")
+            sys.stderr.flush()
 
     def shouldRollover(self, record) -> bool:
         if self.stream is None:
@@ -50,7 +79,6 @@ def setup_logging(home: Home, config: Config, level: str) -> None:
     logging.raiseExceptions = False
     fmt = _Formatter("%(asctime)s %(levelname)s %(message)s")
     handler = _RotatingLog(home.log, maxBytes=config.log_max_bytes, backupCount=config.log_backups)
-    os.chmod(home.log, 0o600)
     stderr = logging.StreamHandler(sys.stderr)
     for h in (handler, stderr):
         h.setFormatter(fmt)

@@ -8,21 +8,23 @@ never overwritten.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import MutableMapping
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from filelock import FileLock, Timeout
-
+from cron_scheduler import safefs
 from cron_scheduler.errors import CorruptStore, OperationalError
 from cron_scheduler.home import Home
 from cron_scheduler.models import Job
 
 VERSION = 1
 LOCK_TIMEOUT = 30.0
+LOCK_POLL = 0.05
 EAGER_LIMIT = 1000
 
 
@@ -33,7 +35,7 @@ class Store:
     def signature(self) -> tuple[int, int, int] | None:
         """(mtime_ns, size, inode) of jobs.json, or None: cheap change detection for the daemon."""
         try:
-            st = os.stat(self.home.jobs)
+            st = os.lstat(self.home.jobs)  # a link is seen (and refused by load), not followed
         except FileNotFoundError:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -42,7 +44,7 @@ class Store:
         """All jobs by id; an absent store is empty; a corrupt one raises CorruptStore."""
         path = self.home.jobs
         try:
-            with open(path, "rb") as fh:
+            with safefs.read_file(self.home.root, path.name) as fh:  # never through a link
                 raw = fh.read()
         except FileNotFoundError:
             return JobMap({}, path)
@@ -69,18 +71,14 @@ class Store:
         """Lock, load, let the caller change the dict in place, then write it atomically.
         If the block raises, nothing is written."""
         self.home.ensure()
-        lock = FileLock(str(self.home.jobs_lock), timeout=LOCK_TIMEOUT, mode=0o600)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise OperationalError(f"job store {self.home.jobs} is locked by another writer; try again") from None
+        lock = _lock(self.home)
         try:
             self._remove_stale_temp_files()
             jobs = self.load()
             yield jobs
             self._write(jobs)
         finally:
-            lock.release()
+            os.close(lock)  # releases the flock
 
     def _remove_stale_temp_files(self) -> None:
         """Temp files of writers killed mid-write (we hold the lock: nobody else is writing)."""
@@ -104,13 +102,14 @@ class Store:
 
     def _replace(self, data: bytes) -> None:
         """Put `data` in place of jobs.json through an fsynced temp file (removed on failure)."""
+        # mkstemp opens O_CREAT | O_EXCL | O_NOFOLLOW: never an existing file or a planted link
         fd, tmp = tempfile.mkstemp(prefix=".jobs.", suffix=".tmp", dir=self.home.root)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
+                os.fchmod(fh.fileno(), 0o600)
             os.replace(tmp, self.home.jobs)
         except BaseException:
             try:
@@ -118,6 +117,30 @@ class Store:
             except OSError:
                 pass
             raise
+
+
+def _lock(home: Home) -> int:
+    """flock jobs.json.lock, opened without following a link there (a planted link is refused
+    with one line; nothing is created, truncated or chmod-ed through it). The fd holds the lock."""
+    try:
+        fd = safefs.open_file(home.root, home.jobs_lock.name, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise OperationalError(f"cannot open {home.jobs_lock}: {exc.strerror or exc}") from None
+    try:
+        os.fchmod(fd, 0o600)
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise OperationalError(
+                        f"job store {home.jobs} is locked by another writer; try again") from None
+                time.sleep(LOCK_POLL)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _fsync_directory(path: os.PathLike) -> None:
