@@ -86,3 +86,7 @@ class InsecureHome(OperationalError):
 class StateWriteError(OperationalError):
     """state.db refused a write (disk full, I/O error): the daemon keeps supervising its runs
     and retries."""
+
+
+class StateDamaged(OperationalError):
+    """state.db has damaged pages: `cron-scheduler doctor --repair` rebuilds it."""
