@@ -67,3 +67,85 @@ def test_a_writer_holding_state_db_does_not_stall_supervision(faults):
     slots = [(r["slot"], r["attempt"]) for r in faults.runs("tick")]
     assert len(slots) == len(set(slots)), "a slot ran twice"
     assert daemon.terminate() == 0
+
+
+PAGE_LEAF_TABLE = 0x0D
+
+
+def _fill_history(home, job_id: str, count: int) -> None:
+    """Finished runs of a job, as the daemon records them, so the runs table spans many pages."""
+    from cron_scheduler.history import History
+    from cron_scheduler.home import Home
+    with History.opened(Home(home)) as history, history.transaction():
+        for i in range(count):
+            slot = f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00"
+            run_id = history.insert_run(job_id=job_id, slot=slot, scheduled_for=slot, trigger="schedule",
+                                        status="succeeded", queued_at=slot, started_at=slot, finished_at=slot,
+                                        exit_code=0, marker=f"m{i}", output_bytes=0)
+            history.update_run(run_id, output_path=str(home / "runs" / job_id / f"{run_id}.log"))
+
+
+def _damage_a_runs_page(db) -> int:
+    """Overwrite the header and cell pointers of a leaf page of the runs table, in the middle of
+    the table (found by its content: the run log paths). Returns the page number."""
+    data = bytearray(db.read_bytes())
+    size = int.from_bytes(data[16:18], "big")
+    size = 65536 if size == 1 else size
+    leaves = [n for n in range(1, len(data) // size)
+              if data[n * size] == PAGE_LEAF_TABLE and b".log" in data[n * size:(n + 1) * size]]
+    assert len(leaves) >= 5, f"runs span only {len(leaves)} leaf pages"
+    page = leaves[len(leaves) // 2]
+    data[page * size:page * size + 64] = b"\xa5" * 64
+    db.write_bytes(bytes(data))
+    return page
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_damaged_state_db_is_one_clear_error_and_doctor_rebuilds_it(faults):
+    faults.cli("add", "tick", "* * * * * *", "/bin/true")
+    faults.cli("add", "other", "*/2 * * * * *", "/bin/true")
+    daemon = faults.start_daemon()
+    faults.wait_runs("a few real runs", lambda runs: len([r for r in runs if r["status"] == "succeeded"]) >= 4)
+    assert daemon.terminate() == 0
+    _fill_history(faults.home, "old", 600)
+    db = faults.home / "state.db"
+    assert not (faults.home / "state.db-wal").exists() or (faults.home / "state.db-wal").stat().st_size == 0
+    before = {r["run_id"] for r in faults.runs()}
+    jobs_before = (faults.home / "jobs.json").read_bytes()
+    _damage_a_runs_page(db)
+
+    # the daemon: one clear line at start, exit 1, no traceback, nothing started
+    broken = faults.start_daemon(wait_started=False)
+    assert broken.wait(30) == 1
+    err = broken.stderr().strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert str(db) in err and "damaged" in err and "doctor --repair" in err, err
+    # the CLI reading the damaged pages: one line too
+    history = faults.cli("history", "--limit", "1000", check=False)
+    assert history.returncode == 1 and "Traceback" not in history.stderr, history.stderr
+    assert "damaged" in history.stderr and len(history.stderr.strip().splitlines()) == 1, history.stderr
+
+    checked = faults.cli("doctor", check=False)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "damaged" in checked.stderr and "doctor --repair" in checked.stderr and "Traceback" not in checked.stderr
+
+    repaired = faults.cli("doctor", "--repair")
+    assert "Traceback" not in repaired.stderr
+    aside = list(faults.home.glob("state.db.corrupt-*"))
+    assert [p for p in aside if not p.name.endswith(("-wal", "-shm"))], list(faults.home.iterdir())
+    assert faults.cli("doctor").stdout.strip().endswith(": ok")
+    assert faults.query("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+    salvaged = {r["run_id"] for r in faults.runs()}
+    assert salvaged < before and len(salvaged) > len(before) // 2, (len(salvaged), len(before))
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+
+    # the daemon starts and runs the jobs again; no slot twice; new runs take new ids
+    daemon = faults.start_daemon()
+    fresh = faults.wait_runs("tick runs after the repair", lambda runs: [
+        r for r in runs if r["run_id"] not in before and r["status"] == "succeeded"], "tick")
+    assert min(r["run_id"] for r in fresh) > max(before)
+    slots = [(r["job_id"], r["slot"], r["attempt"]) for r in faults.runs() if r["slot"]]
+    assert len(slots) == len(set(slots)), "a slot ran twice"
+    assert daemon.terminate() == 0
+    assert (faults.home / "jobs.json").read_bytes() == jobs_before
