@@ -149,3 +149,36 @@ def test_damaged_state_db_is_one_clear_error_and_doctor_rebuilds_it(faults):
     assert len(slots) == len(set(slots)), "a slot ran twice"
     assert daemon.terminate() == 0
     assert (faults.home / "jobs.json").read_bytes() == jobs_before
+
+
+@pytest.mark.parametrize("name", ["state.db", "state.db-wal", "state.db-shm", "state.db-journal"])
+def test_link_planted_at_state_db_is_refused_and_never_followed(faults, name):
+    """SQLite follows links: a link planted at state.db or a side file would make the daemon
+    chmod, read or write the file it points to. Refused in one line; the victim, outside the
+    home, keeps its bytes and its mode."""
+    faults.cli("add", "tick", "* * * * * *", "/bin/true")
+    if name != "state.db":  # a home that has run before: state.db exists, its side file is planted
+        faults.run_once()
+        for suffix in ("-wal", "-shm", "-journal"):
+            (faults.home / f"state.db{suffix}").unlink(missing_ok=True)
+    victim = faults.tmp / "victim"
+    content = b"precious bytes outside the home\n" * 64
+    victim.write_bytes(content)
+    victim.chmod(0o644)
+    (faults.home / name).symlink_to(victim)
+
+    daemon = faults.start_daemon(wait_started=False)
+    assert daemon.wait(30) == 1
+    assert victim.read_bytes() == content
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    err = daemon.stderr().strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"refusing {faults.home / name}: it is a symbolic link" in err, err
+    cli = faults.cli("history", check=False)
+    assert cli.returncode == 1 and "refusing" in cli.stderr and "Traceback" not in cli.stderr, cli.stderr
+    doctor = faults.cli("doctor", check=False)
+    assert doctor.returncode == 1 and "refusing" in doctor.stderr, doctor.stderr
+
+    assert victim.read_bytes() == content
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert (faults.home / name).is_symlink()
