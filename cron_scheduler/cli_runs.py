@@ -145,3 +145,41 @@ def daemon_cmd(max_workers, once, log_level, home):
     if once:
         args.append("--once")
     sys.exit(daemon_main(args))
+
+
+@cli.command("doctor")
+@click.option("--repair", is_flag=True,
+              help="Set a damaged state.db aside (state.db.corrupt-TIME) and rebuild it from its readable rows.")
+@home_option
+def doctor_cmd(repair, home):
+    """Check state.db's integrity; exit 1 if it is damaged. jobs.json is never touched."""
+    from cron_scheduler.doctor import check
+    from cron_scheduler.doctor import repair as rebuild
+    from cron_scheduler.errors import StateDamaged
+    from cron_scheduler.models import utcnow
+    h = get_home(home)
+    if not repair:
+        problems = check(h)
+        if problems is None:
+            click.echo(f"{h.state_db}: not created yet; nothing to check")
+        elif not problems:
+            click.echo(f"{h.state_db}: ok")
+        else:
+            for problem in problems:
+                click.echo(f"{h.state_db}: {problem}")
+            raise StateDamaged(f"{h.state_db} is damaged: stop the daemon and run "
+                               f"`cron-scheduler doctor --repair` (jobs.json is not affected)")
+        return
+    result = rebuild(h, utcnow())
+    if result is None:
+        click.echo(f"{h.state_db}: ok; nothing to repair")
+        return
+    click.echo(f"damaged database moved to {result.aside} (with its -wal/-shm)")
+    for t in result.tables:
+        if t.error:
+            click.echo(f"  {t.table}: nothing salvaged ({t.error})")
+        else:
+            lost = f", {t.unreadable} id(s) on damaged pages lost (or pruned earlier)" if t.unreadable else ""
+            click.echo(f"  {t.table}: {t.rows} row(s) salvaged{lost}")
+    click.echo("schedule cursors start fresh: every job goes on from its next slot; jobs.json untouched")
+    click.echo(f"{h.state_db}: rebuilt")

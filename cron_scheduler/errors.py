@@ -98,3 +98,7 @@ class StateWriteError(OperationalError):
 
 class IllegalTransition(CronSchedulerError):
     """A run status change the lifecycle does not allow: a bug, or a hand-edited state.db row."""
+
+
+class StateDamaged(OperationalError):
+    """state.db has damaged pages: `cron-scheduler doctor --repair` rebuilds it."""

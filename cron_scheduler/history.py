@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator
 
-from cron_scheduler.errors import (CorruptRun, CronSchedulerError, OperationalError, StateWriteError,
-                                   UnknownRun)
+from cron_scheduler.errors import (CorruptRun, CronSchedulerError, OperationalError, StateDamaged,
+                                   StateWriteError, UnknownRun)
 from cron_scheduler.home import Home
 from cron_scheduler.models import (ACTIVE, UTC, RunStatus, Trigger, check_transition, parse_iso, sql_list,
                                    to_iso, utcnow, validate_job_id)
 
 log = logging.getLogger("cron_scheduler")
+
+CLI_BUSY_TIMEOUT = 30.0  # seconds a write waits for another writer (the daemon sets its own)
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_CORRUPT, SQLITE_NOTADB = 5, 6, 11, 26
+SIDE_FILES = ("-wal", "-shm", "-journal")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -173,22 +179,40 @@ class History:
         self._reported: set[int] = set()  # unreadable run rows already reported
         self.repairs = False  # the daemon closes unreadable active rows (see _isolate)
         self._mark: tuple[int, int] | None = None
+        self.busy_timeout = CLI_BUSY_TIMEOUT
 
     # --- opening -----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, home: Home) -> "History":
+    def open(cls, home: Home, check: bool = False) -> "History":
+        """Open (create) state.db. A symbolic link at state.db or its -wal/-shm/-journal is
+        refused, never followed. check: run quick_check first (the daemon, at start), so a
+        damaged database is one clear error instead of a failure somewhere later."""
         home.ensure()
+        path = home.state_db
+        checked = open_db_file(path)
         try:
-            conn = sqlite3.connect(home.state_db, timeout=30, isolation_level=None)
-            home.state_db.chmod(0o600)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(SCHEMA)
+            conn = sqlite3.connect(path, timeout=CLI_BUSY_TIMEOUT, isolation_level=None)
+            try:
+                _same_file(checked, path)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")  # a commit survives power loss (README)
+                if check:
+                    _quick_check(conn, path)
+                conn.executescript(SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
         except sqlite3.DatabaseError as exc:
-            raise OperationalError(f"cannot open {home.state_db}: {exc}") from None
+            raise state_error(path, exc) from None
         conn.row_factory = sqlite3.Row
-        return cls(conn, home.state_db)
+        return cls(conn, path)
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        """How long a write waits for another process's write lock before failing (the
+        daemon keeps this short: waiting stalls the supervision of its runs)."""
+        self.conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+        self.busy_timeout = seconds
 
     @classmethod
     @contextmanager
@@ -197,6 +221,8 @@ class History:
         history = cls.open(home)
         try:
             yield history
+        except sqlite3.DatabaseError as exc:  # damaged pages met by a read: one clear line
+            raise state_error(history.path, exc) from None
         finally:
             history.close()
 
@@ -215,6 +241,10 @@ class History:
             self.conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:  # disk full, I/O error, locked for too long
             self._rollback()
+            if _code(exc) in (SQLITE_BUSY, SQLITE_LOCKED):
+                raise StateWriteError(
+                    f"cannot write {self.path or 'state.db'}: locked by another process for more than "
+                    f"{self.busy_timeout:g}s (an open write transaction, e.g. an sqlite3 shell)") from None
             raise StateWriteError(f"cannot write {self.path or 'state.db'}: {exc}") from None
         except BaseException:
             self._rollback()
@@ -447,3 +477,80 @@ def _json_object(text: Any) -> dict[str, Any]:
     except (TypeError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+# --- the state.db file: links refused, damage named -----------------------------------------
+
+def open_db_file(path: Path) -> tuple[int, int]:
+    """Create (0600) or check state.db without following a link, after checking that none of
+    its side files is a link either; chmod through a descriptor. SQLite itself follows links,
+    so nothing planted at these names may reach it. Returns the file's (device, inode).
+
+    The check uses an O_PATH descriptor: closing an ordinary descriptor of the file would drop
+    every POSIX lock this process holds on it, those of an open SQLite connection included."""
+    for name in [path, *(Path(f"{path}{suffix}") for suffix in SIDE_FILES)]:
+        try:
+            st = os.lstat(name)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise OperationalError(f"cannot open {name}: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+            raise OperationalError(f"refusing {name}: it is {what} (remove it; state.db and its "
+                                   f"side files must be regular files in the home)")
+    try:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        except FileExistsError:
+            pass
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OperationalError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OperationalError(f"refusing {path}: it is not a regular file")
+        if stat.S_IMODE(st.st_mode) != 0o600:
+            os.chmod(f"/proc/self/fd/{fd}", 0o600)  # the file the descriptor holds, never a link
+        return st.st_dev, st.st_ino
+    except OSError as exc:
+        raise OperationalError(f"cannot chmod {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _same_file(checked: tuple[int, int], path: Path) -> None:
+    """The file SQLite opened is the one checked (not swapped for a link in between)."""
+    now = os.lstat(path)
+    if checked != (now.st_dev, now.st_ino):
+        raise OperationalError(f"refusing {path}: it was replaced while being opened")
+
+
+def _code(exc: sqlite3.Error) -> int:
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    if _code(exc) in (SQLITE_CORRUPT, SQLITE_NOTADB):
+        return True
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+def state_error(path: Path | None, exc: sqlite3.Error) -> OperationalError:
+    """An SQLite error as the project's one-line error: damage names the remedy."""
+    if is_damage(exc):
+        return StateDamaged(damaged_message(path, str(exc)))
+    return OperationalError(f"cannot use {path or 'state.db'}: {exc}")
+
+
+def damaged_message(path: Path | None, detail: str) -> str:
+    return (f"{path or 'state.db'} is damaged ({detail}); jobs.json is not affected: run "
+            f"`cron-scheduler doctor --repair` with the daemon stopped to set it aside and rebuild it")
+
+
+def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
+    rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+    if rows != ["ok"]:
+        raise StateDamaged(damaged_message(path, rows[0] if rows else "quick_check failed"))

@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import os
 import signal
+import sqlite3
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,9 @@ from cron_scheduler.models import utcnow
 log = logging.getLogger("cron_scheduler")
 STORE_POLL = 1.0
 WRITE_RETRY = 1.0  # seconds between attempts while state.db refuses writes
+# How long a write waits for another process's lock on state.db: waiting blocks the loop (no
+# output drained, no cap enforced), so a longer lock is a StateWriteError and a retry.
+BUSY_TIMEOUT = 0.2
 
 
 class _RotatingLog(logging.handlers.RotatingFileHandler):
@@ -122,7 +126,7 @@ class Daemon:
         try:
             wake_fd = self._install_signals()
             subreaper = set_child_subreaper()
-            history = History.open(self.home)
+            history = History.open(self.home, check=True)
             history.repairs = True
             pool = LocalPool(max_workers=self.config.max_workers, kill_grace=self.config.kill_grace,
                              wake_fd=wake_fd)
@@ -134,6 +138,7 @@ class Daemon:
                      len(engine.jobs), self.config.max_workers, "" if subreaper else " (no child subreaper)")
             recover(engine, now)
             self._reboot_jobs(engine, now)
+            history.set_busy_timeout(BUSY_TIMEOUT)
             return self._loop(engine, requests, pool)
         finally:
             lock.release()
@@ -148,6 +153,7 @@ class Daemon:
 
     def _loop(self, engine, requests, pool) -> int:
         finished: list = []  # results of ended runs not recorded yet (state.db refused a write)
+        write_error = None  # the write error logged last: logged once, not at every retry
         while True:
             now = utcnow()
             if self.stopping:
@@ -158,8 +164,13 @@ class Daemon:
                 if not self._step(engine, requests, now):
                     return 0
                 timeout = self._timeout(engine, now)
-            except StateWriteError as exc:  # e.g. disk full: keep supervising, retry
-                log.error("%s; runs in progress stay supervised, retrying in %gs", exc, WRITE_RETRY)
+                if write_error:
+                    log.info("state.db accepts writes again")
+                    write_error = None
+            except StateWriteError as exc:  # disk full, locked: keep supervising, retry
+                if str(exc) != write_error:
+                    log.error("%s; runs in progress stay supervised, retrying every %gs", exc, WRITE_RETRY)
+                write_error = str(exc)
                 engine.forget()
                 timeout = WRITE_RETRY
             finished += pool.wait(timeout)
@@ -252,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     except CronSchedulerError as exc:
         print(f"cron-scheduler daemon: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except sqlite3.DatabaseError as exc:  # damage met after the start check: one line, no traceback
+        from cron_scheduler.history import state_error
+        print(f"cron-scheduler daemon: error: {state_error(Home.at(args.home).state_db, exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

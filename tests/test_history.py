@@ -44,3 +44,40 @@ def test_changed_sees_writes_by_this_connection_and_by_others(tmp_path):
         assert daemon.changed() and not daemon.changed()
         daemon.queued(T0.isoformat(), 10)  # reads change nothing
         assert not daemon.changed()
+
+
+def test_commits_are_durable_synchronous_full_in_wal_mode(tmp_path):
+    """synchronous=NORMAL in WAL mode may lose the last commits on power loss (a slot's claim,
+    then its process would start again): every connection commits with FULL."""
+    with History.opened(Home(tmp_path / "home")) as history:
+        assert history.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert history.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_write_locked_by_another_process_fails_fast_with_a_clear_message(tmp_path):
+    """The daemon's short busy timeout: a write behind another writer's lock is a
+    StateWriteError after about that long (not 30 s), and says what holds it."""
+    import sqlite3
+    import time
+
+    import pytest
+
+    from cron_scheduler.errors import StateWriteError
+    home = Home(tmp_path / "home")
+    with History.opened(home) as daemon:
+        daemon.set_busy_timeout(0.2)
+        holder = sqlite3.connect(home.state_db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            start = time.monotonic()
+            with pytest.raises(StateWriteError, match="locked by another process for more than 0.2s"):
+                with daemon.transaction():
+                    daemon.insert_run(job_id="a", scheduled_for=T0.isoformat(), trigger="manual", status="queued")
+            assert time.monotonic() - start < 5
+            assert daemon.runs() == []  # reads still work while another process writes (WAL)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        with daemon.transaction():  # and writes again once the lock is gone
+            daemon.insert_run(job_id="a", scheduled_for=T0.isoformat(), trigger="manual", status="queued")
+        assert len(daemon.runs()) == 1
