@@ -52,14 +52,18 @@ def test_run_with_upstream_runs_the_chain_in_order_in_one_wave(e2e, daemon):
     e2e.create_cron("a", "@daily", echo, "0.3")
     e2e.create_cron("b", "--depends-on", "a", "@after", echo, "0.2")
     e2e.create_cron("c", "--depends-on", "b", "@after", echo, "0.1")
+    e2e.create_cron("side", "--depends-on", "a", "@after", echo, "0")  # downstream of a, not of c
+    e2e.create_cron("other", "@daily", echo, "0")
     daemon()
     result = e2e.cli("run", "c", "--with-upstream", "--wait")
     assert result.stdout.splitlines()[0].startswith("run a b c: runs ")
     assert sorted(line.split()[-2:] for line in result.stdout.splitlines()[1:]) == [
-        ["a:", "succeeded"], ["b:", "succeeded"], ["c:", "succeeded"]]
+        ["a:", "succeeded"], ["b:", "succeeded"], ["c:", "succeeded"], ["side:", "succeeded"]]
     runs = {r["job_id"]: r for r in e2e.history()}
-    assert sorted(runs) == ["a", "b", "c"]
+    # like any run, the wave holds what is downstream of its jobs: side, after a (README)
+    assert sorted(runs) == ["a", "b", "c", "side"]
     assert len({r["wave"] for r in runs.values()}) == 1
-    assert {r["trigger"] for r in runs.values()} == {"manual"}
+    assert {runs[j]["trigger"] for j in "abc"} == {"manual"}
+    assert ts(runs["side"]["started_at"]) >= ts(runs["a"]["finished_at"])
     assert ts(runs["b"]["started_at"]) >= ts(runs["a"]["finished_at"])
     assert ts(runs["c"]["started_at"]) >= ts(runs["b"]["finished_at"])
