@@ -213,10 +213,15 @@ def next_cmd(target, count, timezone, start, as_json, home):
 
 @cli.command("graph")
 @click.argument("job_id", metavar="[ID]", required=False)
+@click.option("--json", "as_json", is_flag=True)
 @home_option
-def graph_cmd(job_id, home):
-    """The dependency tree: each job and, indented, the jobs that run after it."""
-    from cron_scheduler.views import graph_lines
+def graph_cmd(job_id, as_json, home):
+    """The dependency graph: each job and, indented, the jobs that run after it. With ID: what
+    runs before the job (its upstream chain) and after it (its downstream tree)."""
+    from cron_scheduler.views import graph_lines, graph_view
+    if as_json:
+        emit_json(graph_view(get_home(home), job_id))
+        return
     for line in graph_lines(get_home(home), job_id):
         click.echo(line)
 
@@ -279,5 +284,15 @@ def main(args: list[str] | None = None) -> None:
     _run(cli, args, "cron-scheduler")
 
 
+def create_cron_command() -> click.Command:
+    """`create_cron`: the `add` command with -h and --version of its own (as a group
+    subcommand, `add` gets -h from the group and has no --version)."""
+    import copy
+    command = copy.copy(add_cmd)
+    command.params = list(add_cmd.params)
+    command.context_settings = dict(add_cmd.context_settings, help_option_names=["-h", "--help"])
+    return click.version_option(package_name="cron-scheduler", prog_name="create_cron")(command)
+
+
 def create_cron_main(args: list[str] | None = None) -> None:
-    _run(add_cmd, args, "create_cron")
+    _run(create_cron_command(), args, "create_cron")

@@ -9,6 +9,8 @@ import click
 
 from cron_scheduler.cli import cli, emit_json, get_home, home_option
 
+MAX_WORKERS = 1000  # the same bound as python -m cron_scheduler.scheduler --max-workers
+
 
 def _announce(result: str | None, what: str) -> None:
     if result is None:
@@ -20,17 +22,26 @@ def _announce(result: str | None, what: str) -> None:
 @cli.command("run")
 @click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
 @click.option("--no-deps", is_flag=True, help="Start the named jobs even if their upstreams did not succeed.")
+@click.option("--with-upstream", is_flag=True,
+              help="Also run the jobs' upstreams (transitively) in the same wave, upstreams first.")
 @click.option("--wait", is_flag=True, help="Wait until the wave's runs end; exit 1 unless all succeeded.")
 @click.option("--timeout", "wait_timeout", type=float, default=None, help="With --wait: give up after N seconds.")
 @home_option
-def run_cmd(job_ids, no_deps, wait, wait_timeout, home):
+def run_cmd(job_ids, no_deps, with_upstream, wait, wait_timeout, home):
     """Run jobs now, in one wave (their downstream jobs follow)."""
-    from cron_scheduler.control import run_ids, send_request, wait_for_runs
+    from cron_scheduler.control import run_ids, send_request, upstream_closure, wait_for_runs
+    from cron_scheduler.errors import InvalidOption
     from cron_scheduler.jobs import JobService
+    if no_deps and with_upstream:
+        raise InvalidOption("--no-deps and --with-upstream exclude each other")
     h = get_home(home)
-    JobService(h).require(job_ids)
-    _, result = send_request(h, "run", {"jobs": list(dict.fromkeys(job_ids)), "no_deps": no_deps})
-    _announce(result, "run " + " ".join(job_ids))
+    service = JobService(h)
+    service.require(job_ids)
+    jobs = list(dict.fromkeys(job_ids))
+    if with_upstream:
+        jobs = upstream_closure(service.all(), jobs)
+    _, result = send_request(h, "run", {"jobs": jobs, "no_deps": no_deps})
+    _announce(result, "run " + " ".join(jobs))
     if wait and result is not None:
         runs = wait_for_runs(h, run_ids(result), wait_timeout)
         for run in runs:
@@ -45,11 +56,22 @@ def run_cmd(job_ids, no_deps, wait, wait_timeout, home):
 @home_option
 def stop_cmd(job_ids, stop_all, run_id, home):
     """Stop running (and queued) runs of jobs: SIGTERM to the tree, SIGKILL after the grace."""
-    from cron_scheduler.control import send_request
+    from cron_scheduler.control import require_known_job, require_run, send_request
     from cron_scheduler.errors import InvalidOption
     if not (job_ids or stop_all or run_id):
         raise InvalidOption("name jobs to stop, or use --all or --run ID")
-    _, result = send_request(get_home(home), "stop", {"jobs": list(job_ids), "all": stop_all, "runs": list(run_id)})
+    h = get_home(home)
+    for job_id in job_ids:
+        require_known_job(h, job_id)
+    for one in run_id:
+        require_run(h, one)
+    _, result = send_request(h, "stop", {"jobs": list(job_ids), "all": stop_all, "runs": list(run_id)})
+    if result == "stopping nothing":
+        what = ["no run"] if stop_all else []
+        what += [f"no run of {', '.join(job_ids)}"] if job_ids and not stop_all else []
+        what += [f"run {', '.join(map(str, run_id))}"] if run_id and not stop_all else []
+        click.echo(f"stop: nothing to stop: {' or '.join(what)} is queued, waiting or running")
+        return
     _announce(result, "stop")
 
 
@@ -58,11 +80,9 @@ def stop_cmd(job_ids, stop_all, run_id, home):
 @home_option
 def rerun_cmd(run_id, home):
     """Run a finished run's job again inside its wave; on success its blocked downstream jobs run."""
-    from cron_scheduler.control import send_request
-    from cron_scheduler.history import History
+    from cron_scheduler.control import require_run, send_request
     h = get_home(home)
-    with History.opened(h) as history:
-        history.get_run(run_id)
+    require_run(h, run_id)
     _, result = send_request(h, "rerun", {"run_id": run_id})
     _announce(result, f"rerun {run_id}")
 
@@ -92,29 +112,44 @@ def history_cmd(job_id, limit, status, as_json, home):
 @cli.command("logs")
 @click.argument("job_id", metavar="ID")
 @click.option("--run", "which", default="last", show_default=True, help="Run id, or 'last'.")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing while the run runs.")
+@click.option("--follow", "-f", is_flag=True,
+              help="Keep printing while the run runs; without --run, follow the newest run, "
+                   "waiting for it to start if it is queued.")
 @home_option
 def logs_cmd(job_id, which, follow, home):
     """Print a run's output (stdout and stderr)."""
     from cron_scheduler.control import find_run, open_run_log
     from cron_scheduler.history import History
+    from cron_scheduler.models import ACTIVE
     h = get_home(home)
-    run = find_run(h, job_id, which)
+    run = find_run(h, job_id, which, follow=follow)
+    if follow:
+        click.echo(f"following run {run.run_id} ({run.status})", err=True)
     out = click.get_binary_stream("stdout")
-    fh = open_run_log(h, run)  # runs/<job>/<run-id>.log of this home, never through a link
-    if fh is None:
-        click.echo(f"(run {run.run_id} has no output file)", err=True)
-        return
-    with fh, History.opened(h) as history:
-        while True:
-            chunk = fh.read(65536)
-            if chunk:
-                out.write(chunk)
-                out.flush()
-                continue
-            if not follow or history.get_run(run.run_id).status not in ("running", "queued"):
-                break
+    with History.opened(h) as history:
+        # runs/<job>/<run-id>.log of this home, never through a link; a queued or waiting run
+        # has none until it starts
+        while (fh := open_run_log(h, run)) is None and follow and run.status in ACTIVE:
             time.sleep(0.2)
+            run = history.get_run(run.run_id)
+        if fh is None:
+            click.echo(f"(run {run.run_id} is {run.status}; it has no output file)", err=True)
+            return
+        with fh:
+            while True:
+                chunk = fh.read(65536)
+                if chunk:
+                    out.write(chunk)
+                    out.flush()
+                    continue
+                if not follow:
+                    break
+                run = history.get_run(run.run_id)
+                if run.status not in ACTIVE:
+                    out.write(fh.read())  # what it wrote between the last read and its end
+                    out.flush()
+                    break
+                time.sleep(0.2)
     if run.truncated:
         click.echo(f"(output truncated at the job's max_output; {run.output_bytes} bytes written)", err=True)
 
@@ -132,7 +167,8 @@ def explain_cmd(job_id, at, home):
 
 
 @cli.command("daemon", context_settings={"ignore_unknown_options": True})
-@click.option("--max-workers", type=int)
+@click.option("--max-workers", type=click.IntRange(1, MAX_WORKERS), metavar=f"1..{MAX_WORKERS}",
+              help="Runs at once (default: config, else 10).")
 @click.option("--once", is_flag=True)
 @click.option("--log-level", default="INFO")
 @home_option

@@ -13,14 +13,52 @@ from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 from cron_scheduler import safefs
-from cron_scheduler.errors import InvalidOption, OperationalError, UnknownJob
+from cron_scheduler.errors import InvalidOption, OperationalError, UnknownJob, UnknownRun
 from cron_scheduler.history import History, Run
 from cron_scheduler.home import Home
 from cron_scheduler.instance import daemon_pid
-from cron_scheduler.models import RunStatus, parse_iso, to_iso, utcnow
+from cron_scheduler.models import ACTIVE, RunStatus, parse_iso, to_iso, utcnow
 
 FINAL = tuple(s.value for s in RunStatus if s.final)
 ONE_SECOND = timedelta(seconds=1)
+RUN_ID_MAX = 2 ** 63 - 1  # SQLite's INTEGER: no run id can be larger
+
+
+def require_known_job(home: Home, job_id: str) -> None:
+    """UnknownJob unless the job is in jobs.json or has records in state.db (a removed job
+    keeps its history, and its last run may still be stopped)."""
+    from cron_scheduler.jobs import JobService
+    if home.jobs.exists() and job_id in JobService(home).all():
+        return
+    if home.state_db.exists():
+        with History.opened(home) as history:
+            if history.runs(job_id, limit=1):
+                return
+    raise UnknownJob(job_id)
+
+
+def require_run(home: Home, run_id: int) -> Run:
+    """The run, or UnknownRun (also for ids no run can have, such as beyond SQLite's range)."""
+    if not 1 <= run_id <= RUN_ID_MAX or not home.state_db.exists():
+        raise UnknownRun(f"unknown run id: {run_id}")
+    with History.opened(home) as history:
+        return history.get_run(run_id)
+
+
+def upstream_closure(jobs: dict, job_ids: list[str]) -> list[str]:
+    """The named jobs and all their upstreams, transitively, upstreams first."""
+    order: dict[str, None] = {}
+
+    def visit(job_id: str, path: tuple[str, ...]) -> None:
+        if job_id in order or job_id in path or job_id not in jobs:
+            return
+        for dep in jobs[job_id].depends_on:
+            visit(dep, path + (job_id,))
+        order[job_id] = None
+
+    for job_id in job_ids:
+        visit(job_id, ())
+    return list(order)
 
 
 def send_request(home: Home, kind: str, args: dict[str, Any], timeout: float = 10.0) -> tuple[int, str | None]:
@@ -91,26 +129,38 @@ def run_view(run: Run) -> dict[str, Any]:
 def history_view(home: Home, job_id: str | None, limit: int, status: str | None) -> list[dict[str, Any]]:
     if status is not None and status not in {s.value for s in RunStatus}:
         raise InvalidOption(f"unknown status {status!r}: choose from {', '.join(s.value for s in RunStatus)}")
+    if job_id is not None:
+        require_known_job(home, job_id)
     if not home.state_db.exists():
         return []
     with History.opened(home) as history:
         return [run_view(r) for r in history.runs(job_id, status, limit)]
 
 
-def find_run(home: Home, job_id: str, which: str) -> Run:
-    with History.opened(home) as history:
-        if which == "last":
-            runs = [r for r in history.runs(job_id, limit=50) if r.output_path]
-            if not runs:
-                raise OperationalError(f"job {job_id!r} has no run with output yet")
-            return runs[0]
-        try:
-            run = history.get_run(int(which))
-        except ValueError:
-            raise InvalidOption(f"invalid --run {which!r}: use a run id or 'last'") from None
-        if run.job_id != job_id:
-            raise OperationalError(f"run {run.run_id} belongs to job {run.job_id!r}, not {job_id!r}")
-        return run
+def find_run(home: Home, job_id: str, which: str, follow: bool = False) -> Run:
+    """The run `logs` prints. 'last': the newest run with output; with `follow`, the newest
+    run still queued, waiting or running if there is one (the one a `run` just asked for)."""
+    require_known_job(home, job_id)
+    if which == "last":
+        if not home.state_db.exists():
+            raise OperationalError(f"job {job_id!r} has no run with output yet")
+        with History.opened(home) as history:
+            recent = history.runs(job_id, limit=50)
+        active = [r for r in recent if r.status in ACTIVE]
+        if follow and active:
+            return active[0]
+        runs = [r for r in recent if r.output_path]
+        if not runs:
+            raise OperationalError(f"job {job_id!r} has no run with output yet")
+        return runs[0]
+    try:
+        run_id = int(which)
+    except ValueError:
+        raise InvalidOption(f"invalid --run {which!r}: use a run id or 'last'") from None
+    run = require_run(home, run_id)
+    if run.job_id != job_id:
+        raise OperationalError(f"run {run.run_id} belongs to job {run.job_id!r}, not {job_id!r}")
+    return run
 
 
 def open_run_log(home: Home, run: Run) -> BinaryIO | None:

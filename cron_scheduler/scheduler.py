@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cron_scheduler import safefs
-from cron_scheduler.errors import CronSchedulerError, StateWriteError
+from cron_scheduler.errors import CronSchedulerError, InvalidOption, StateWriteError
 from cron_scheduler.home import Config, Home, load_config
 from cron_scheduler.models import utcnow
 
@@ -30,6 +30,7 @@ WRITE_RETRY = 1.0  # seconds between attempts while state.db refuses writes
 # How long a write waits for another process's lock on state.db: waiting blocks the loop (no
 # output drained, no cap enforced), so a longer lock is a StateWriteError and a retry.
 BUSY_TIMEOUT = 0.2
+MAX_WORKERS = 1000  # --max-workers bound (cron-scheduler daemon has the same)
 
 
 class _RotatingLog(logging.handlers.RotatingFileHandler):
@@ -255,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         home = Home.at(args.home).ensure()
         config = load_config(home)
         if args.max_workers is not None:
-            if args.max_workers < 1:
-                raise CronSchedulerError("--max-workers must be at least 1")
+            if not 1 <= args.max_workers <= MAX_WORKERS:
+                raise InvalidOption(f"--max-workers must be from 1 to {MAX_WORKERS}, not {args.max_workers}")
             config = dataclasses.replace(config, max_workers=args.max_workers)
         setup_logging(home, config, args.log_level)
         return Daemon(home, config, once=args.once).run()

@@ -150,23 +150,66 @@ def format_status(data: dict[str, Any]) -> str:
 
 
 def graph_lines(home: Home, root: str | None) -> list[str]:
-    """The dependency tree as text: each job, then what depends on it, indented."""
-    from cron_scheduler.errors import UnknownJob
-    jobs = JobService(home).all()
-    if root is not None and root not in jobs:
-        raise UnknownJob(root)
+    """The dependency graph as text. Without a job: each job without upstreams, then what
+    depends on it, indented. With a job: the job, its upstream chain (what runs before it, each
+    with its own upstreams indented under it) and its downstream tree (what runs after it)."""
+    jobs = _graph_jobs(home, root)
     down = downstream(jobs)
-    tops = [root] if root else sorted(j for j in jobs if not jobs[j].depends_on)
     lines: list[str] = []
 
-    def walk(job_id: str, depth: int, path: tuple[str, ...]) -> None:
-        job = jobs[job_id]
-        others = [d for d in job.depends_on if d not in path[-1:]]
-        also = f"  (also needs {', '.join(others)})" if depth and others else ""
-        lines.append(f"{'    ' * depth}{'└── ' if depth else ''}{job_id} [{job.schedule}]{also}")
-        for child in sorted(down[job_id]):
-            walk(child, depth + 1, path + (job_id,))
+    def label(job_id: str) -> str:
+        return f"{job_id} [{jobs[job_id].schedule}]"
 
-    for top in tops:
-        walk(top, 0, ())
-    return lines or ["no jobs"]
+    def walk(job_id: str, depth: int, path: tuple[str, ...], children, note) -> None:
+        lines.append(f"{'    ' * depth}{'└── ' if depth else ''}{label(job_id)}{note(job_id, depth, path)}")
+        for child in sorted(children(job_id)):
+            if child not in path:  # a hand-edited cycle must not recurse forever
+                walk(child, depth + 1, path + (job_id,), children, note)
+
+    def also_needs(job_id: str, depth: int, path: tuple[str, ...]) -> str:
+        others = [d for d in jobs[job_id].depends_on if d not in path[-1:]]
+        return f"  (also needs {', '.join(others)})" if depth and others else ""
+
+    def upstreams(job_id: str) -> list[str]:
+        return [d for d in jobs[job_id].depends_on if d in jobs]
+
+    if root is None:
+        for top in sorted(j for j in jobs if not jobs[j].depends_on):
+            walk(top, 0, (), down.__getitem__, also_needs)
+        return lines or ["no jobs"]
+    lines.append(label(root))
+    for title, children, note in ((f"upstream (runs before {root}):", upstreams, lambda *a: ""),
+                                  (f"downstream (runs after {root}):", down.__getitem__, also_needs)):
+        start = len(lines)
+        lines.append(title)
+        for child in sorted(children(root)):
+            walk(child, 1, (root,), children, note)
+        if len(lines) == start + 1:
+            lines[-1] += " none"
+    return lines
+
+
+def graph_view(home: Home, root: str | None) -> dict[str, Any]:
+    """`graph --json`: every job with its direct upstreams and downstreams; with a job, its
+    upstream and downstream trees (nested {id, schedule, upstream|downstream})."""
+    jobs = _graph_jobs(home, root)
+    down = downstream(jobs)
+    if root is None:
+        return {"jobs": [{"id": j, "schedule": jobs[j].schedule, "depends_on": list(jobs[j].depends_on),
+                          "downstream": sorted(down[j])} for j in sorted(jobs)]}
+
+    def tree(job_id: str, key: str, children, path: tuple[str, ...]) -> dict[str, Any]:
+        return {"id": job_id, "schedule": jobs[job_id].schedule,
+                key: [tree(c, key, children, path + (job_id,)) for c in sorted(children(job_id))
+                      if c in jobs and c not in path]}
+
+    up = tree(root, "upstream", lambda j: jobs[j].depends_on, ())
+    return dict(up, downstream=tree(root, "downstream", down.__getitem__, ())["downstream"])
+
+
+def _graph_jobs(home: Home, root: str | None) -> dict[str, Any]:
+    from cron_scheduler.errors import UnknownJob
+    jobs = JobService(home).all() if home.jobs.exists() else {}
+    if root is not None and root not in jobs:
+        raise UnknownJob(root)
+    return jobs

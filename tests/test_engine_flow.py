@@ -7,7 +7,6 @@ without processes or sleeps.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
