@@ -11,6 +11,7 @@ from cron_scheduler import doctor
 from cron_scheduler.errors import DaemonAlreadyRunning
 from cron_scheduler.history import History
 from cron_scheduler.home import Home
+from cron_scheduler.models import RunStatus
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
 
@@ -19,7 +20,8 @@ def test_sound_state_db_is_reported_ok_and_not_touched(tmp_path):
     home = Home(tmp_path / "home")
     assert doctor.check(home) is None  # no state.db yet
     with History.opened(home) as history, history.transaction():
-        history.insert_run(job_id="a", scheduled_for=NOW.isoformat(), trigger="manual", status="queued")
+        history.add_run(RunStatus.QUEUED, NOW.isoformat(), job_id="a", scheduled_for=NOW.isoformat(),
+                        trigger="manual")
     before = home.state_db.read_bytes()
     assert doctor.check(home) == []
     assert doctor.repair(home, NOW) is None

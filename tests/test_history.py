@@ -72,12 +72,14 @@ def test_a_write_locked_by_another_process_fails_fast_with_a_clear_message(tmp_p
             start = time.monotonic()
             with pytest.raises(StateWriteError, match="locked by another process for more than 0.2s"):
                 with daemon.transaction():
-                    daemon.insert_run(job_id="a", scheduled_for=T0.isoformat(), trigger="manual", status="queued")
+                    daemon.add_run(RunStatus.QUEUED, T0.isoformat(), job_id="a", scheduled_for=T0.isoformat(),
+                                   trigger="manual")
             assert time.monotonic() - start < 5
             assert daemon.runs() == []  # reads still work while another process writes (WAL)
         finally:
             holder.execute("ROLLBACK")
             holder.close()
         with daemon.transaction():  # and writes again once the lock is gone
-            daemon.insert_run(job_id="a", scheduled_for=T0.isoformat(), trigger="manual", status="queued")
+            daemon.add_run(RunStatus.QUEUED, T0.isoformat(), job_id="a", scheduled_for=T0.isoformat(),
+                                   trigger="manual")
         assert len(daemon.runs()) == 1

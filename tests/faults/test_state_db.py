@@ -79,9 +79,10 @@ def _fill_history(home, job_id: str, count: int) -> None:
     with History.opened(Home(home)) as history, history.transaction():
         for i in range(count):
             slot = f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00"
-            run_id = history.insert_run(job_id=job_id, slot=slot, scheduled_for=slot, trigger="schedule",
-                                        status="succeeded", queued_at=slot, started_at=slot, finished_at=slot,
-                                        exit_code=0, marker=f"m{i}", output_bytes=0)
+            run_id = history.conn.execute(
+                "INSERT INTO runs (job_id, slot, scheduled_for, trigger, status, queued_at, started_at, "
+                "finished_at, exit_code, marker, output_bytes) VALUES (?, ?, ?, 'schedule', 'succeeded', ?, ?, ?, "
+                "0, ?, 0)", (job_id, slot, slot, slot, slot, slot, f"m{i}")).lastrowid
             history.update_run(run_id, output_path=str(home / "runs" / job_id / f"{run_id}.log"))
 
 
