@@ -167,15 +167,16 @@ class LocalPool(Pool):
 
     def wait(self, timeout: float | None) -> list[RunResult]:
         end = None if timeout is None else time.monotonic() + timeout
-        woke = False
+        woke = polled = False
         while True:
             self._service()
             now = time.monotonic()
             idle_forever = end is None and not self._runs and self._wake_fd is None
-            if self._done or woke or idle_forever or (end is not None and now >= end):
+            # even wait(0) selects once: output and EOF are only ever seen by a select()
+            if self._done or woke or idle_forever or (polled and end is not None and now >= end):
                 done, self._done = self._done, []
                 return done
-            woke = self._poll(self._select_timeout(now, end))
+            woke, polled = self._poll(self._select_timeout(now, end)), True
 
     def shutdown(self, grace: float) -> list[RunResult]:
         for run in list(self._runs.values()):

@@ -173,12 +173,16 @@ class Daemon:
         log.info("reloaded store and config (SIGHUP)")
         return True
 
+    def _next_slot(self, engine):
+        """The next timer slot this daemon will fire; none once --once took its slots."""
+        return None if self.once and self.fired else engine.next_slot()
+
     def _due(self, engine, now) -> bool:
-        return any(when is not None and when <= now for when in (engine.next_slot(), self.retry_at))
+        return any(when is not None and when <= now for when in (self._next_slot(engine), self.retry_at))
 
     def _timeout(self, engine, now) -> float:
         timeout = STORE_POLL
-        for when in (engine.next_slot(), self.retry_at):
+        for when in (self._next_slot(engine), self.retry_at):
             if when is not None:
                 timeout = min(timeout, max(0.0, (when - now).total_seconds()))
         return timeout
