@@ -21,7 +21,7 @@ from typing import Any
 
 from cron_scheduler.runner import (SPAWN_ERRORS, RunOutput, RunResult, RunSpec, TreeKill,
                                    exit_status, open_log, process_running, process_start_time,
-                                   spawn, spawn_error_message)
+                                   release, spawn, spawn_error_message)
 
 log = logging.getLogger(__name__)
 
@@ -308,6 +308,7 @@ class LocalPool(Pool):
         self._close_pidfd(run)
         if run.output is not None:
             run.output.close()  # the log file
+        release(run.marker)  # its cgroup, if it has one
         del self._runs[run.run_id]
         self._by_pid.pop(run.pid, None)
         exit_code, sig = exit_status(run.status)

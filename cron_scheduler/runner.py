@@ -7,6 +7,10 @@ read-write: the pipe always has a reader, so a run never gets SIGPIPE/EPIPE when
 it blocks once the pipe is full until the restarted daemon reopens the FIFO and drains it. Its
 environment carries CRON_SCHEDULER_RUN_MARKER=<marker>, which every descendant inherits, so that
 descendants that left the process group (setsid, double fork) can still be found in /proc.
+Where cgroup v2 is usable (cgroup.py), use_cgroups() makes every run start in its own cgroup
+(joined before exec, so no process of the run is ever outside it): kill_tree() then also signals
+the cgroup's members and SIGKILLs it with cgroup.kill, which reaches descendants that left the
+group AND cleared their environment. kill_method() says which mode is in force.
 RunOutput (capped capture) and TreeKill (SIGTERM -> SIGKILL -> sweep) are per-run helpers that the
 pool drives from its select() loop; neither blocks.
 """
@@ -20,6 +24,8 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from cron_scheduler.cgroup import RunCgroups
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,33 @@ class RunResult:
     cpu_sys: float = 0.0
     max_rss_kb: int = 0
     error: str | None = None  # why the run could not be started / observed
+
+
+_cgroups: RunCgroups | None = None  # run cgroups in force in this process (None: marker sweep)
+_lingering: set[str] = set()  # markers of finished runs whose cgroup still holds a process
+
+
+def use_cgroups(cgroups: RunCgroups | None) -> None:
+    """Put every run spawned from now on in its own cgroup under cgroups (None: stop doing so)."""
+    global _cgroups
+    _cgroups = cgroups
+    _lingering.clear()
+
+
+def kill_method() -> str:
+    """"cgroup" when runs get their own cgroup, else "marker" (process group + marker sweep)."""
+    return "cgroup" if _cgroups is not None else "marker"
+
+
+def release(marker: str) -> None:
+    """The run is over: remove its cgroup (once its last process is gone; a background process
+    it left keeps it until then - retried at each later release and at the next start)."""
+    if _cgroups is None or not marker:
+        return
+    _lingering.add(marker)
+    for m in list(_lingering):
+        if _cgroups.remove(m):
+            _lingering.discard(m)
 
 
 def set_child_subreaper() -> bool:
@@ -131,9 +164,7 @@ def spawn(spec: RunSpec) -> tuple[int, int]:
     env[MARKER_VAR] = spec.marker
     read_fd, child_fd = open_pipe(pipe_path(spec.log_path))
     try:
-        proc = subprocess.Popen(list(spec.argv), stdin=subprocess.DEVNULL, stdout=child_fd,
-                                stderr=subprocess.STDOUT, cwd=spec.cwd, env=env,
-                                close_fds=True, start_new_session=True)
+        proc = _popen(spec, env, child_fd)
     except BaseException:
         os.close(read_fd)
         pipe_path(spec.log_path).unlink(missing_ok=True)
@@ -145,6 +176,38 @@ def spawn(spec: RunSpec) -> tuple[int, int]:
     # caller's back (subprocess._active / _cleanup).
     proc.returncode = 0
     return proc.pid, read_fd
+
+
+def _popen(spec: RunSpec, env: dict[str, str], out_fd: int) -> subprocess.Popen:
+    """exec the run in a new session; with cgroups, in its own cgroup, joined between fork and
+    exec (writing "0" to its cgroup.procs), so that it cannot fork outside it first."""
+    procs_fd = None
+    if _cgroups is not None:
+        try:
+            procs_fd = _cgroups.create(spec.marker)
+        except OSError as exc:
+            log.warning("run %d: no cgroup (%s); its tree is found by its marker", spec.run_id, exc)
+
+    def join_cgroup() -> None:  # runs in the child: no allocation-heavy work, no locks
+        os.write(procs_fd, b"0")
+
+    def popen(preexec) -> subprocess.Popen:
+        return subprocess.Popen(list(spec.argv), stdin=subprocess.DEVNULL, stdout=out_fd,
+                                stderr=subprocess.STDOUT, cwd=spec.cwd, env=env, close_fds=True,
+                                start_new_session=True, preexec_fn=preexec)
+    try:
+        if procs_fd is None:
+            return popen(None)
+        try:
+            return popen(join_cgroup)
+        except subprocess.SubprocessError as exc:
+            if "preexec_fn" not in str(exc):
+                raise
+        log.warning("run %d: cannot join its cgroup; its tree is found by its marker", spec.run_id)
+        return popen(None)
+    finally:
+        if procs_fd is not None:
+            os.close(procs_fd)
 
 
 def spawn_error_message(exc: BaseException) -> str:
@@ -295,22 +358,33 @@ def find_marked(marker: str) -> set[int]:
     return found
 
 
-def kill_tree(pgid: int, marker: str, sig: int) -> set[int]:
-    """Send sig to process group pgid and to every process carrying the run's marker.
+def survivors(marker: str) -> set[int]:
+    """The live processes of a run: those carrying its marker, and those in its cgroup."""
+    found = find_marked(marker)
+    if _cgroups is not None and marker:
+        found |= _cgroups.pids(marker)
+    return found
 
-    Returns the marked pids found (signalled) - empty once no process of the run is left."""
+
+def kill_tree(pgid: int, marker: str, sig: int) -> set[int]:
+    """Send sig to process group pgid, to every process carrying the run's marker and, with
+    cgroups, to every process in the run's cgroup (SIGKILL: cgroup.kill, all at once).
+
+    Returns the pids found (signalled) - empty once no process of the run is left."""
     if pgid > 1:  # never killpg(0) or (1): that would hit our own group or everything
         try:
             os.killpg(pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-    marked = find_marked(marker)
-    for pid in marked:
+    if _cgroups is not None and marker and sig == signal.SIGKILL:
+        _cgroups.kill(marker)
+    found = survivors(marker)
+    for pid in found:
         try:
             os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-    return marked
+    return found
 
 
 class TreeKill:
@@ -356,7 +430,7 @@ class TreeKill:
             else:
                 self.check_at = now + self.KILL_RECHECK
         elif settled:  # survivors (e.g. ignoring SIGTERM) get the rest of the grace period
-            if find_marked(self.marker):
+            if survivors(self.marker):
                 self.check_at = now + self.TERM_RECHECK
             else:
                 self.done = True
