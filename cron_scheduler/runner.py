@@ -2,9 +2,13 @@
 
 Only this module and pool.py create processes. A run is exec'd directly (no shell) in its own
 session and process group, stdin /dev/null, stdout+stderr into one pipe the pool reads. The pipe
-is a FIFO next to the run's log (runs/<job>/<run-id>.pipe) and the run's end of it is opened
-read-write: the pipe always has a reader, so a run never gets SIGPIPE/EPIPE when the daemon dies;
-it blocks once the pipe is full until the restarted daemon reopens the FIFO and drains it. Its
+is a FIFO next to the run's log (runs/<job>/<run-id>.pipe). The run's end is write-only; besides
+the daemon, a tiny keeper process (forked per run, in its own session) holds a read end for as
+long as the run's main process lives. So a run never gets SIGPIPE/EPIPE when the daemon dies: it
+blocks once the pipe is full until the restarted daemon reopens the FIFO and drains it. Once the
+main process has exited the keeper lets go, and when the daemon lets go too (the output grace)
+a background process still writing gets SIGPIPE/EPIPE, as with cron, instead of blocking forever.
+Without pidfd_open (Linux < 5.3) there is no keeper and the run's end is read-write, as before. Its
 environment carries CRON_SCHEDULER_RUN_MARKER=<marker>, which every descendant inherits, so that
 descendants that left the process group (setsid, double fork) can still be found in /proc.
 Where cgroup v2 is usable (cgroup.py), use_cgroups() makes every run start in its own cgroup
@@ -20,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import select
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -131,18 +136,67 @@ def pipe_path(log_path: Path) -> Path:
     return Path(log_path).with_suffix(".pipe")
 
 
-def open_pipe(path: Path) -> tuple[int, int]:
-    """Create the run's output FIFO at path: (read end for the pool, read-write end that becomes
-    the run's stdout and stderr). Neither blocks to open, both are close-on-exec."""
+def open_pipe(path: Path, write_only: bool = False) -> tuple[int, int]:
+    """Create the run's output FIFO at path: (read end for the pool, the end that becomes the
+    run's stdout and stderr: read-write, or write-only when a keeper holds a read end). Neither
+    blocks to open (the read end exists first), both are close-on-exec."""
     path = Path(path)
     path.unlink(missing_ok=True)  # left by a crash
     os.mkfifo(path, 0o600)
     read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        return read_fd, os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        return read_fd, os.open(path, (os.O_WRONLY if write_only else os.O_RDWR) | os.O_CLOEXEC)
     except OSError:
         os.close(read_fd)
         raise
+
+
+_pidfd_ok: bool | None = None
+
+
+def _pidfd_supported() -> bool:
+    global _pidfd_ok
+    if _pidfd_ok is None:
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+            _pidfd_ok = True
+        except (AttributeError, OSError):
+            _pidfd_ok = False
+    return _pidfd_ok
+
+
+def _start_keeper(pid: int, pipe: Path) -> bool:
+    """Fork a process that holds a read end of the run's FIFO until the run's main process pid
+    exits (a pidfd), in its own session so that it outlives the daemon. False if unsupported."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return False
+    try:
+        keep_fd = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        os.close(pidfd)
+        return False
+    try:
+        child = os.fork()
+    except OSError:
+        child = -1
+    if child == 0:  # the keeper: nothing but waiting; never returns into the daemon's code
+        try:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            low, high = sorted((keep_fd, pidfd))
+            os.closerange(3, low)
+            os.closerange(low + 1, high)
+            os.closerange(high + 1, 1 << 16)
+            select.select([pidfd], [], [])
+        finally:
+            os._exit(0)
+    os.close(keep_fd)
+    os.close(pidfd)
+    return child > 0
 
 
 def reopen_pipe(path: Path) -> int | None:
@@ -162,7 +216,8 @@ def spawn(spec: RunSpec) -> tuple[int, int]:
         raise ValueError("empty run marker")
     env = dict(spec.env)
     env[MARKER_VAR] = spec.marker
-    read_fd, child_fd = open_pipe(pipe_path(spec.log_path))
+    keeper = _pidfd_supported()
+    read_fd, child_fd = open_pipe(pipe_path(spec.log_path), write_only=keeper)
     try:
         proc = _popen(spec, env, child_fd)
     except BaseException:
@@ -171,6 +226,8 @@ def spawn(spec: RunSpec) -> tuple[int, int]:
         raise
     finally:
         os.close(child_fd)
+    if keeper and not _start_keeper(proc.pid, pipe_path(spec.log_path)):
+        log.warning("run %d: no pipe keeper; a daemon crash may SIGPIPE it", spec.run_id)
     # The pid now belongs to the caller, which reaps it with os.wait4(). Settle the Popen handle
     # so that its finaliser neither warns (ResourceWarning) nor waitpid()s the child behind the
     # caller's back (subprocess._active / _cleanup).
