@@ -1,12 +1,14 @@
-"""Single daemon instance per home: an flock on daemon.lock plus daemon.pid for humans.
+"""Single daemon instance per home: an flock on daemon.lock plus daemon.pid for humans, and
+daemon.info (JSON: how the running daemon works, e.g. its kill method) for `status`.
 
-All three files (daemon.lock, daemon.pid, daemon.pid.tmp) are opened relative to the home's
-directory fd without following links (safefs): a link planted at any of them is refused, and a
-leftover daemon.pid.tmp is removed and created afresh (O_EXCL), never written through."""
+All these files are opened relative to the home's directory fd without following links
+(safefs): a link planted at any of them is refused, and a leftover daemon.pid.tmp is removed
+and created afresh (O_EXCL), never written through."""
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 
 from cron_scheduler import safefs
@@ -59,10 +61,11 @@ class InstanceLock:
     def release(self) -> None:
         if self.fd is None:
             return
-        try:
-            safefs.unlink(self.home.root, self.home.daemon_pid.name)
-        except OSError:
-            pass
+        for name in (self.home.daemon_pid.name, daemon_info_path(self.home).name):
+            try:
+                safefs.unlink(self.home.root, name)
+            except OSError:
+                pass
         os.close(self.fd)
         self.fd = None
 
@@ -85,3 +88,30 @@ def daemon_pid(home: Home) -> int | None:
             return -1
     finally:
         os.close(fd)
+
+
+def daemon_info_path(home: Home):
+    return home.root / "daemon.info"
+
+
+def write_daemon_info(home: Home, info: dict) -> None:
+    """Replace daemon.info (0600; a link planted at its temp name is removed, never followed)."""
+    path = daemon_info_path(home)
+    tmp = path.with_suffix(".info.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_daemon_info(home: Home) -> dict:
+    """What the running daemon wrote in daemon.info; {} if absent or unreadable."""
+    try:
+        fd = os.open(daemon_info_path(home), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}

@@ -21,7 +21,7 @@ from typing import Any
 
 from cron_scheduler.runner import (SPAWN_ERRORS, RunOutput, RunResult, RunSpec, TreeKill,
                                    exit_status, open_log, process_running, process_start_time,
-                                   spawn, spawn_error_message)
+                                   release, spawn, spawn_error_message)
 
 log = logging.getLogger(__name__)
 
@@ -167,15 +167,16 @@ class LocalPool(Pool):
 
     def wait(self, timeout: float | None) -> list[RunResult]:
         end = None if timeout is None else time.monotonic() + timeout
-        woke = False
+        woke = polled = False
         while True:
             self._service()
             now = time.monotonic()
             idle_forever = end is None and not self._runs and self._wake_fd is None
-            if self._done or woke or idle_forever or (end is not None and now >= end):
+            # even wait(0) selects once: output and EOF are only ever seen by a select()
+            if self._done or woke or idle_forever or (polled and end is not None and now >= end):
                 done, self._done = self._done, []
                 return done
-            woke = self._poll(self._select_timeout(now, end))
+            woke, polled = self._poll(self._select_timeout(now, end)), True
 
     def shutdown(self, grace: float) -> list[RunResult]:
         for run in list(self._runs.values()):
@@ -307,6 +308,7 @@ class LocalPool(Pool):
         self._close_pidfd(run)
         if run.output is not None:
             run.output.close()  # the log file
+        release(run.marker)  # its cgroup, if it has one
         del self._runs[run.run_id]
         self._by_pid.pop(run.pid, None)
         exit_code, sig = exit_status(run.status)

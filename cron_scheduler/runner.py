@@ -2,11 +2,19 @@
 
 Only this module and pool.py create processes. A run is exec'd directly (no shell) in its own
 session and process group, stdin /dev/null, stdout+stderr into one pipe the pool reads. The pipe
-is a FIFO next to the run's log (runs/<job>/<run-id>.pipe) and the run's end of it is opened
-read-write: the pipe always has a reader, so a run never gets SIGPIPE/EPIPE when the daemon dies;
-it blocks once the pipe is full until the restarted daemon reopens the FIFO and drains it. Its
+is a FIFO next to the run's log (runs/<job>/<run-id>.pipe). The run's end is write-only; besides
+the daemon, a tiny keeper process (forked per run, in its own session) holds a read end for as
+long as the run's main process lives. So a run never gets SIGPIPE/EPIPE when the daemon dies: it
+blocks once the pipe is full until the restarted daemon reopens the FIFO and drains it. Once the
+main process has exited the keeper lets go, and when the daemon lets go too (the output grace)
+a background process still writing gets SIGPIPE/EPIPE, as with cron, instead of blocking forever.
+Without pidfd_open (Linux < 5.3) there is no keeper and the run's end is read-write, as before. Its
 environment carries CRON_SCHEDULER_RUN_MARKER=<marker>, which every descendant inherits, so that
 descendants that left the process group (setsid, double fork) can still be found in /proc.
+Where cgroup v2 is usable (cgroup.py), use_cgroups() makes every run start in its own cgroup
+(joined before exec, so no process of the run is ever outside it): kill_tree() then also signals
+the cgroup's members and SIGKILLs it with cgroup.kill, which reaches descendants that left the
+group AND cleared their environment. kill_method() says which mode is in force.
 RunOutput (capped capture) and TreeKill (SIGTERM -> SIGKILL -> sweep) are per-run helpers that the
 pool drives from its select() loop; neither blocks.
 """
@@ -17,6 +25,7 @@ import ctypes
 import errno
 import logging
 import os
+import select
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -24,6 +33,7 @@ from pathlib import Path
 
 from cron_scheduler import safefs
 from cron_scheduler.errors import UnsafePath
+from cron_scheduler.cgroup import RunCgroups
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +75,33 @@ class RunResult:
     cpu_sys: float = 0.0
     max_rss_kb: int = 0
     error: str | None = None  # why the run could not be started / observed
+
+
+_cgroups: RunCgroups | None = None  # run cgroups in force in this process (None: marker sweep)
+_lingering: set[str] = set()  # markers of finished runs whose cgroup still holds a process
+
+
+def use_cgroups(cgroups: RunCgroups | None) -> None:
+    """Put every run spawned from now on in its own cgroup under cgroups (None: stop doing so)."""
+    global _cgroups
+    _cgroups = cgroups
+    _lingering.clear()
+
+
+def kill_method() -> str:
+    """"cgroup" when runs get their own cgroup, else "marker" (process group + marker sweep)."""
+    return "cgroup" if _cgroups is not None else "marker"
+
+
+def release(marker: str) -> None:
+    """The run is over: remove its cgroup (once its last process is gone; a background process
+    it left keeps it until then - retried at each later release and at the next start)."""
+    if _cgroups is None or not marker:
+        return
+    _lingering.add(marker)
+    for m in list(_lingering):
+        if _cgroups.remove(m):
+            _lingering.discard(m)
 
 
 def set_child_subreaper() -> bool:
@@ -132,10 +169,11 @@ def remove_pipe(path: Path) -> None:
             log.warning("cannot remove %s: %s", path, exc.strerror or exc)
 
 
-def open_pipe(path: Path) -> tuple[int, int]:
-    """Create the run's output FIFO at path: (read end for the pool, read-write end that becomes
-    the run's stdout and stderr). Neither blocks to open, both are close-on-exec. Created and
-    opened relative to the no-follow fd of runs/<job>/, the FIFO itself with O_NOFOLLOW."""
+def open_pipe(path: Path, write_only: bool = False) -> tuple[int, int]:
+    """Create the run's output FIFO at path: (read end for the pool, the end that becomes the
+    run's stdout and stderr: read-write, or write-only when a keeper holds a read end). Neither
+    blocks to open (the read end exists first), both are close-on-exec. Created and opened
+    relative to the no-follow fd of runs/<job>/, the FIFO itself with O_NOFOLLOW."""
     def make(dir_fd: int, name: str) -> tuple[int, int]:
         try:
             os.unlink(name, dir_fd=dir_fd)  # left by a crash
@@ -144,11 +182,59 @@ def open_pipe(path: Path) -> tuple[int, int]:
         os.mkfifo(name, 0o600, dir_fd=dir_fd)
         read_fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
         try:
-            return read_fd, os.open(name, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+            mode = os.O_WRONLY if write_only else os.O_RDWR
+            return read_fd, os.open(name, mode | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
         except OSError:
             os.close(read_fd)
             raise
     return _in_run_dir(path, make)
+
+
+_pidfd_ok: bool | None = None
+
+
+def _pidfd_supported() -> bool:
+    global _pidfd_ok
+    if _pidfd_ok is None:
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+            _pidfd_ok = True
+        except (AttributeError, OSError):
+            _pidfd_ok = False
+    return _pidfd_ok
+
+
+def _start_keeper(pid: int, pipe: Path) -> bool:
+    """Fork a process that holds a read end of the run's FIFO until the run's main process pid
+    exits (a pidfd), in its own session so that it outlives the daemon. False if unsupported."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return False
+    keep_fd = reopen_pipe(pipe)  # through runs/<job>/ without following links
+    if keep_fd is None:
+        os.close(pidfd)
+        return False
+    try:
+        child = os.fork()
+    except OSError:
+        child = -1
+    if child == 0:  # the keeper: nothing but waiting; never returns into the daemon's code
+        try:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            low, high = sorted((keep_fd, pidfd))
+            os.closerange(3, low)
+            os.closerange(low + 1, high)
+            os.closerange(high + 1, 1 << 16)
+            select.select([pidfd], [], [])
+        finally:
+            os._exit(0)
+    os.close(keep_fd)
+    os.close(pidfd)
+    return child > 0
 
 
 def reopen_pipe(path: Path) -> int | None:
@@ -187,22 +273,55 @@ def spawn(spec: RunSpec) -> tuple[int, int]:
         raise ValueError("empty run marker")
     env = dict(spec.env)
     env[MARKER_VAR] = spec.marker
-    read_fd, child_fd = open_pipe(pipe_path(spec.log_path))
+    keeper = _pidfd_supported()
+    read_fd, child_fd = open_pipe(pipe_path(spec.log_path), write_only=keeper)
     try:
-        proc = subprocess.Popen(list(spec.argv), stdin=subprocess.DEVNULL, stdout=child_fd,
-                                stderr=subprocess.STDOUT, cwd=spec.cwd, env=env,
-                                close_fds=True, start_new_session=True)
+        proc = _popen(spec, env, child_fd)
     except BaseException:
         os.close(read_fd)
         remove_pipe(pipe_path(spec.log_path))
         raise
     finally:
         os.close(child_fd)
+    if keeper and not _start_keeper(proc.pid, pipe_path(spec.log_path)):
+        log.warning("run %d: no pipe keeper; a daemon crash may SIGPIPE it", spec.run_id)
     # The pid now belongs to the caller, which reaps it with os.wait4(). Settle the Popen handle
     # so that its finaliser neither warns (ResourceWarning) nor waitpid()s the child behind the
     # caller's back (subprocess._active / _cleanup).
     proc.returncode = 0
     return proc.pid, read_fd
+
+
+def _popen(spec: RunSpec, env: dict[str, str], out_fd: int) -> subprocess.Popen:
+    """exec the run in a new session; with cgroups, in its own cgroup, joined between fork and
+    exec (writing "0" to its cgroup.procs), so that it cannot fork outside it first."""
+    procs_fd = None
+    if _cgroups is not None:
+        try:
+            procs_fd = _cgroups.create(spec.marker)
+        except OSError as exc:
+            log.warning("run %d: no cgroup (%s); its tree is found by its marker", spec.run_id, exc)
+
+    def join_cgroup() -> None:  # runs in the child: no allocation-heavy work, no locks
+        os.write(procs_fd, b"0")
+
+    def popen(preexec) -> subprocess.Popen:
+        return subprocess.Popen(list(spec.argv), stdin=subprocess.DEVNULL, stdout=out_fd,
+                                stderr=subprocess.STDOUT, cwd=spec.cwd, env=env, close_fds=True,
+                                start_new_session=True, preexec_fn=preexec)
+    try:
+        if procs_fd is None:
+            return popen(None)
+        try:
+            return popen(join_cgroup)
+        except subprocess.SubprocessError as exc:
+            if "preexec_fn" not in str(exc):
+                raise
+        log.warning("run %d: cannot join its cgroup; its tree is found by its marker", spec.run_id)
+        return popen(None)
+    finally:
+        if procs_fd is not None:
+            os.close(procs_fd)
 
 
 def spawn_error_message(exc: BaseException) -> str:
@@ -354,22 +473,33 @@ def find_marked(marker: str) -> set[int]:
     return found
 
 
-def kill_tree(pgid: int, marker: str, sig: int) -> set[int]:
-    """Send sig to process group pgid and to every process carrying the run's marker.
+def survivors(marker: str) -> set[int]:
+    """The live processes of a run: those carrying its marker, and those in its cgroup."""
+    found = find_marked(marker)
+    if _cgroups is not None and marker:
+        found |= _cgroups.pids(marker)
+    return found
 
-    Returns the marked pids found (signalled) - empty once no process of the run is left."""
+
+def kill_tree(pgid: int, marker: str, sig: int) -> set[int]:
+    """Send sig to process group pgid, to every process carrying the run's marker and, with
+    cgroups, to every process in the run's cgroup (SIGKILL: cgroup.kill, all at once).
+
+    Returns the pids found (signalled) - empty once no process of the run is left."""
     if pgid > 1:  # never killpg(0) or (1): that would hit our own group or everything
         try:
             os.killpg(pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-    marked = find_marked(marker)
-    for pid in marked:
+    if _cgroups is not None and marker and sig == signal.SIGKILL:
+        _cgroups.kill(marker)
+    found = survivors(marker)
+    for pid in found:
         try:
             os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-    return marked
+    return found
 
 
 class TreeKill:
@@ -415,7 +545,7 @@ class TreeKill:
             else:
                 self.check_at = now + self.KILL_RECHECK
         elif settled:  # survivors (e.g. ignoring SIGTERM) get the rest of the grace period
-            if find_marked(self.marker):
+            if survivors(self.marker):
                 self.check_at = now + self.TERM_RECHECK
             else:
                 self.done = True

@@ -119,14 +119,16 @@ class Daemon:
         from cron_scheduler.history import History
         from cron_scheduler.instance import InstanceLock
         from cron_scheduler.pool import LocalPool
-        from cron_scheduler.runner import set_child_subreaper
+        from cron_scheduler.runner import set_child_subreaper, use_cgroups
 
         self.home.check_secure()
         lock = InstanceLock(self.home)
         lock.acquire()
+        cgroups = None
         try:
             wake_fd = self._install_signals()
             subreaper = set_child_subreaper()
+            cgroups = self._kill_method()
             history = History.open(self.home, check=True)
             history.repairs = True
             pool = LocalPool(max_workers=self.config.max_workers, kill_grace=self.config.kill_grace,
@@ -142,7 +144,26 @@ class Daemon:
             history.set_busy_timeout(BUSY_TIMEOUT)
             return self._loop(engine, requests, pool)
         finally:
+            if cgroups is not None:
+                use_cgroups(None)
+                cgroups.close()
             lock.release()
+
+    def _kill_method(self):
+        """Runs in their own cgroups where cgroup v2 allows it, else the marker sweep; said in
+        scheduler.log and daemon.info (for `status`). The run cgroups, or None."""
+        from cron_scheduler.cgroup import detect
+        from cron_scheduler.instance import write_daemon_info
+        from cron_scheduler.runner import kill_method, use_cgroups
+        cgroups, where = detect(self.home.root)
+        use_cgroups(cgroups)
+        method = kill_method()
+        log.info("kill method: %s (%s)", method, where)
+        try:
+            write_daemon_info(self.home, {"pid": os.getpid(), "kill_method": method, "kill_detail": where})
+        except OSError as exc:
+            log.warning("cannot write daemon.info: %s", exc)
+        return cgroups
 
     def _reboot_jobs(self, engine, now) -> None:
         from cron_scheduler.models import Trigger
@@ -216,12 +237,16 @@ class Daemon:
         log.info("reloaded store and config (SIGHUP)")
         return True
 
+    def _next_slot(self, engine):
+        """The next timer slot this daemon will fire; none once --once took its slots."""
+        return None if self.once and self.fired else engine.next_slot()
+
     def _due(self, engine, now) -> bool:
-        return any(when is not None and when <= now for when in (engine.next_slot(), self.retry_at))
+        return any(when is not None and when <= now for when in (self._next_slot(engine), self.retry_at))
 
     def _timeout(self, engine, now) -> float:
         timeout = STORE_POLL
-        for when in (engine.next_slot(), self.retry_at):
+        for when in (self._next_slot(engine), self.retry_at):
             if when is not None:
                 timeout = min(timeout, max(0.0, (when - now).total_seconds()))
         return timeout

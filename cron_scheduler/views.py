@@ -86,9 +86,10 @@ def instant_option(start: str | None, option: str, zone: tzinfo | None = None) -
 
 
 def status_view(home: Home) -> dict[str, Any]:
-    from cron_scheduler.instance import daemon_pid
+    from cron_scheduler.instance import daemon_pid, read_daemon_info
     jobs = JobService(home).all() if home.jobs.exists() else {}
     pid = daemon_pid(home)
+    info = read_daemon_info(home) if pid is not None else {}
     rows = list_view(home) if jobs else []
     due = [r["next_run"] for r in rows if r["next_run"]]
     running: list[int] = []
@@ -97,7 +98,8 @@ def status_view(home: Home) -> dict[str, Any]:
         with History.opened(home) as history:
             running = history.running_ids()
     return {"home": str(home.root), "daemon_running": pid is not None, "pid": pid, "jobs": len(jobs),
-            "running": running, "next_due": min(due) if due else None}
+            "running": running, "next_due": min(due) if due else None,
+            "kill_method": info.get("kill_method"), "kill_detail": info.get("kill_detail")}
 
 
 # --- text forms --------------------------------------------------------------------------
@@ -146,7 +148,9 @@ def format_status(data: dict[str, Any]) -> str:
     daemon = f"running (pid {data['pid']})" if data["daemon_running"] else "not running"
     return "\n".join([f"home      {data['home']}", f"daemon    {daemon}", f"jobs      {data['jobs']}",
                       f"running   {', '.join(map(str, data['running'])) or '-'}",
-                      f"next due  {_local(data['next_due'])}"])
+                      f"next due  {_local(data['next_due'])}"]
+                     + ([f"kill      {data['kill_method']} ({data['kill_detail']})"]
+                        if data.get("kill_method") else []))
 
 
 def graph_lines(home: Home, root: str | None) -> list[str]:
