@@ -128,9 +128,9 @@ class Daemon:
         try:
             wake_fd = self._install_signals()
             subreaper = set_child_subreaper()
-            cgroups = self._kill_method()
             history = History.open(self.home, check=True)
             history.repairs = True
+            cgroups = self._kill_method()
             pool = LocalPool(max_workers=self.config.max_workers, kill_grace=self.config.kill_grace,
                              wake_fd=wake_fd)
             now = utcnow()
