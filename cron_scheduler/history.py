@@ -222,9 +222,10 @@ class History:
             "SELECT * FROM runs WHERE status = 'queued' AND (not_before IS NULL OR not_before <= ?) "
             "ORDER BY priority DESC, scheduled_for, run_id LIMIT ? OFFSET ?", (now, limit, offset))]
 
-    def earliest_retry(self) -> str | None:
+    def earliest_retry(self, after: str = "") -> str | None:
+        """The earliest not-before time of a queued run, later than `after`."""
         return self.conn.execute("SELECT MIN(not_before) FROM runs WHERE status = 'queued' "
-                                 "AND not_before IS NOT NULL").fetchone()[0]
+                                 "AND not_before IS NOT NULL AND not_before > ?", (after,)).fetchone()[0]
 
     def has_active(self) -> bool:
         return self.conn.execute("SELECT 1 FROM runs WHERE status IN ('queued', 'waiting', 'running') "

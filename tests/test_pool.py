@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from harness import pid_alive as alive
+from cron_scheduler.loop import Loop
 from cron_scheduler.pool import UNKNOWN_STATUS, LocalPool
-from cron_scheduler.runner import (MARKER_VAR, RunResult, RunSpec, find_marked, kill_tree,
+from cron_scheduler.runner import (MARKER_VAR, Outcome, RunResult, RunSpec, find_marked, kill_tree,
                                    process_start_time)
 
 GRACE = 1.0
@@ -170,8 +171,8 @@ def test_timeout_kills_the_whole_tree(pool, tmp_path):
 
 def test_cancel_kills_the_whole_tree(pool, tmp_path):
     spec = tree_spec(tmp_path, 1)
-    pid = pool.submit(spec)
-    assert pool.running() == {1: pid}
+    handle = pool.submit(spec)
+    assert pool.running() == {1} and handle["marker"] == spec.marker
     assert poll_until(lambda: len(tree_pids(tmp_path)) == len(ROLES), pool=pool)
     pids = tree_pids(tmp_path)
     assert find_marked(spec.marker) == set(pids.values())
@@ -181,7 +182,7 @@ def test_cancel_kills_the_whole_tree(pool, tmp_path):
     assert r.cancelled and r.cancel_reason == "stopped by user" and not r.timed_out
     assert r.signal == signal.SIGTERM
     assert_nothing_survives(spec.marker, pids.values())
-    assert pool.running() == {}
+    assert pool.running() == set()
 
 
 def test_cancel_of_a_cooperative_run_does_not_wait_for_the_grace(tmp_path):
@@ -212,14 +213,14 @@ def test_max_workers_respected_via_free_slots(tmp_path):
         assert pool.free_slots() == 1 and set(pool.running()) == {2}
     finally:
         pool.shutdown(0)
-    assert pool.running() == {}
+    assert pool.running() == set()
 
 
 def test_spawn_failure_is_a_result_not_an_exception(pool, tmp_path):
     missing = str(tmp_path / "no-such-program")
     assert pool.submit(make_spec(tmp_path, 1, argv=(missing,))) is None
     assert pool.submit(make_spec(tmp_path, 2, argv=("no-such-program-xyz",))) is None
-    assert pool.free_slots() == 10 and pool.running() == {}
+    assert pool.free_slots() == 10 and pool.running() == set()
     results = wait_for(pool, [1, 2], deadline=5)
     assert results[1].error == f"No such file or directory: {missing!r}"
     assert results[2].error == "No such file or directory: 'no-such-program-xyz'"
@@ -230,7 +231,9 @@ def test_spawn_failure_is_a_result_not_an_exception(pool, tmp_path):
 def test_wake_fd_makes_wait_return_early(tmp_path):
     r, w = os.pipe()
     os.set_blocking(r, False)
-    pool = LocalPool(kill_grace=GRACE, wake_fd=r)
+    loop = Loop()
+    loop.add_wake_fd(r)
+    pool = LocalPool(kill_grace=GRACE, loop=loop)
     try:
         pool.submit(sleeper(tmp_path, 1))
         timer = threading.Timer(0.3, os.write, (w, b"\0\0\0"))
@@ -241,7 +244,7 @@ def test_wake_fd_makes_wait_return_early(tmp_path):
         timer.join()
         with pytest.raises(BlockingIOError):  # drained
             os.read(r, 10)
-        assert pool.running().keys() == {1}
+        assert pool.running() == {1}
     finally:
         pool.shutdown(0)
         os.close(r)
@@ -314,16 +317,17 @@ print(p.pid)
                              check=True).stdout)
     start_time = process_start_time(pid)
     assert start_time is not None
-    assert not pool.adopt(7, pid, marker, time.time(), None, start_time=start_time + 1)
-    assert pool.adopt(7, pid, marker, time.time(), None, log_path=tmp_path / "none.log",
-                      start_time=start_time)
-    assert pool.running() == {7: pid} and pool.free_slots() == 9
+    handle = {"pid": pid, "pid_start": start_time, "marker": marker}
+    assert not pool.adopt(7, dict(handle, pid_start=start_time + 1), time.time(), None, None, 0)
+    assert pool.adopt(7, handle, time.time(), None, tmp_path / "none.log", 1 << 20)
+    assert pool.running() == {7} and pool.free_slots() == 9
     r = wait_for(pool, [7])[7]
     if r.error is None:  # only if this process happened to inherit it as a subreaper
         assert r.exit_code == 5
     else:
-        assert r.error == UNKNOWN_STATUS and r.exit_code is None and r.signal is None
-    assert not pool.adopt(8, pid, marker, time.time(), None)  # gone now
+        assert r.outcome is Outcome.UNKNOWN and r.error == UNKNOWN_STATUS
+        assert r.exit_code is None and r.signal is None
+    assert not pool.adopt(8, handle, time.time(), None, None, 0)  # gone now
 
 
 def test_adopted_run_gets_its_timeout(pool, tmp_path):
@@ -332,7 +336,8 @@ def test_adopted_run_gets_its_timeout(pool, tmp_path):
                             env=dict(os.environ, **{MARKER_VAR: marker}),
                             start_new_session=True)
     try:
-        assert pool.adopt(3, proc.pid, marker, time.time(), 0.2)
+        handle = {"pid": proc.pid, "pid_start": process_start_time(proc.pid), "marker": marker}
+        assert pool.adopt(3, handle, time.time(), 0.2, None, 0)
         r = wait_for(pool, [3])[3]
         assert r.timed_out and find_marked(marker) == set()
     finally:
