@@ -3,6 +3,7 @@ conditions polled (never asserted after a fixed sleep)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import pid_alive as alive
+from harness import pid_alive as alive, pid_state
 from cron_scheduler.loop import Loop
 from cron_scheduler.pool import UNKNOWN_STATUS, LocalPool
 from cron_scheduler.runner import (MARKER_VAR, Outcome, RunResult, RunSpec, find_marked, kill_tree,
@@ -342,3 +343,70 @@ def test_adopted_run_gets_its_timeout(pool, tmp_path):
         assert r.timed_out and find_marked(marker) == set()
     finally:
         proc.returncode = proc.returncode or 0  # reaped by the pool, not by Popen
+
+
+def test_the_pool_never_takes_the_status_of_a_child_that_is_not_its_run(pool, tmp_path):
+    # Another child of the same process exits 7 next to a run that exits 3: each status stays
+    # with its own process (wait4(-1) in the pool used to reap the other child, whose owner
+    # then read 0).
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(7)"])
+    assert poll_until(lambda: pid_state(other.pid) == "Z")
+    pool.submit(make_spec(tmp_path, 1, "import sys; sys.exit(3)"))
+    r = wait_for(pool, [1])[1]
+    assert (r.outcome, r.exit_code) == (Outcome.EXITED, 3)
+    assert other.wait(10) == 7
+
+
+SUBREAPER = """
+import json, os, signal, sys, uuid
+from pathlib import Path
+from cron_scheduler.loop import Loop
+from cron_scheduler.pool import LocalPool
+from cron_scheduler.runner import RunSpec, set_child_subreaper
+
+assert set_child_subreaper()
+r, w = os.pipe()
+os.set_blocking(r, False); os.set_blocking(w, False)
+signal.set_wakeup_fd(w)
+signal.signal(signal.SIGCHLD, lambda *a: None)
+loop = Loop()
+loop.add_wake_fd(r)
+pool = LocalPool(max_workers=8, loop=loop, reap_orphans=True)
+tmp = Path(sys.argv[1])
+# each run leaves a detached grandchild that exits 0 soon after the run exits 3
+code = "import subprocess, sys; subprocess.Popen(['/bin/sh', '-c', 'sleep 0.3'], start_new_session=True); sys.exit(3)"
+for i in range(1, 7):
+    pool.submit(RunSpec(i, "j", (sys.executable, "-c", code), dict(os.environ), None,
+                        tmp / f"{i}.log", 1000, None, uuid.uuid4().hex))
+got = {}
+while len(got) < 6:
+    got.update((res.run_id, res.exit_code) for res in pool.wait(30))
+loop.run(2.0)  # the grandchildren end meanwhile; SIGCHLD wakes the loop and they are reaped
+me = str(os.getpid())
+zombies = []
+for name in os.listdir("/proc"):
+    try:
+        fields = open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    if fields[1] == me and fields[0] == "Z":
+        zombies.append(int(name))
+print(json.dumps({"codes": sorted(got.values()), "zombies": zombies}))
+"""
+
+
+def test_a_subreaper_pool_reaps_orphans_and_keeps_each_runs_status(tmp_path):
+    out = subprocess.run([sys.executable, "-c", SUBREAPER, str(tmp_path)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report == {"codes": [3] * 6, "zombies": []}
+
+
+def test_the_pool_runs_a_py_script_with_its_own_interpreter(pool, tmp_path):
+    script = tmp_path / "plain.py"  # not executable, no shebang
+    script.write_text("import sys; print(sys.executable)\n")
+    spec = make_spec(tmp_path, 1, argv=(str(script),))
+    pool.submit(spec)
+    r = wait_for(pool, [1])[1]
+    assert r.exit_code == 0 and spec.log_path.read_text().strip() == sys.executable
