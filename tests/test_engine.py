@@ -9,11 +9,12 @@ from datetime import datetime, timezone
 
 from harness import pid_alive
 
-from cron_scheduler.engine import Engine, recover
+from cron_scheduler.engine import Engine, _status_of, recover
 from cron_scheduler.history import History
 from cron_scheduler.home import Config, Home
 from cron_scheduler.pool import LocalPool
-from cron_scheduler.runner import MARKER_VAR
+from cron_scheduler.models import Job
+from cron_scheduler.runner import MARKER_VAR, Outcome, RunResult
 
 
 def test_recover_records_a_dead_run_interrupted_and_does_not_chase_what_it_left(tmp_path):
@@ -41,3 +42,22 @@ def test_recover_records_a_dead_run_interrupted_and_does_not_chase_what_it_left(
         if leftover.poll() is None:
             leftover.kill()
         leftover.wait()
+
+
+def test_run_status_comes_from_the_pools_outcome_not_from_error_text():
+    def result(outcome, **kw):
+        return RunResult(run_id=1, pid=None, started_at=0.0, finished_at=1.0, outcome=outcome, **kw)
+    assert _status_of(result(Outcome.EXITED, exit_code=0)) == "succeeded"
+    assert _status_of(result(Outcome.EXITED, exit_code=3)) == "failed"
+    assert _status_of(result(Outcome.SIGNALED, signal=9)) == "failed"
+    assert _status_of(result(Outcome.TIMED_OUT, signal=15)) == "timeout"
+    assert _status_of(result(Outcome.CANCELLED, signal=15)) == "killed"
+    assert _status_of(result(Outcome.UNKNOWN)) == "interrupted"
+    assert _status_of(result(Outcome.LOST)) == "failed"
+    assert _status_of(result(Outcome.SPAWN_FAILED, error="No such file")) == "failed"
+    assert _status_of(result(Outcome.UNKNOWN, error="anything at all")) == "interrupted"
+
+
+def test_the_engine_leaves_the_interpreter_of_a_py_script_to_the_pool():
+    job = Job(id="p", schedule="@after", command=("tool.py", "--flag"))
+    assert Engine.argv(job) == ("tool.py", "--flag")

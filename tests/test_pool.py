@@ -410,3 +410,21 @@ def test_the_pool_runs_a_py_script_with_its_own_interpreter(pool, tmp_path):
     pool.submit(spec)
     r = wait_for(pool, [1])[1]
     assert r.exit_code == 0 and spec.log_path.read_text().strip() == sys.executable
+
+
+def test_adopt_finds_a_run_whose_pid_was_never_recorded_by_its_marker(pool, tmp_path):
+    # The previous daemon died between spawning the run and recording its pid: the run's main
+    # process leads its own session and carries the marker; it is re-supervised, not killed.
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                            env=dict(os.environ, **{MARKER_VAR: marker}), start_new_session=True)
+    try:
+        assert poll_until(lambda: find_marked(marker) == {proc.pid})
+        handle = {"pid": None, "pid_start": None, "marker": marker}
+        assert pool.adopt(4, handle, time.time(), None, None, 1 << 20)
+        assert pool.running() == {4} and alive(proc.pid)
+        pool.cancel(4, "stop")
+        r = wait_for(pool, [4])[4]
+        assert r.outcome is Outcome.CANCELLED and find_marked(marker) == set()
+    finally:
+        proc.returncode = proc.returncode or 0  # reaped by the pool, not by Popen
