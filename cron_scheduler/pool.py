@@ -152,8 +152,9 @@ class LocalPool(Pool):
         self._children: dict[int, _Run] = {}  # pid -> run, for our own children not reaped yet
         self._done: list[RunResult] = []
         self._timer: Timer | None = None
+        self._soon: Timer | None = None  # one _service() after the current batch of events
         if reap_orphans:
-            self.loop.on_wake(self._service)  # SIGCHLD
+            self.loop.on_wake(self._service_soon)  # SIGCHLD
 
     # --- the interface ---------------------------------------------------------------------
 
@@ -264,12 +265,17 @@ class LocalPool(Pool):
     def _on_exit(self, run: _Run) -> None:
         run.pidfd_fired = True
         self._close_pidfd(run)
-        self._service()
+        self._service_soon()
 
     def _on_output(self, run: _Run) -> None:
         if run.piped and run.output.pump():
             self._close_output(run)
-            self._service()  # end of output may be what the run waited for
+            self._service_soon()  # end of output may be what the run waited for
+
+    def _service_soon(self) -> None:
+        """_service() once the loop has dispatched the events at hand (one pass for all)."""
+        if self._soon is None or self._soon.cancelled:
+            self._soon = self.loop.call_at(0.0, self._service)
 
     def _reap(self, run: _Run, now: float) -> None:
         """Take our child's wait status by its own pid (never wait4(-1): that could hand us
