@@ -101,8 +101,12 @@ class Loop:
         self._timers.clear()
 
     def _fire_timers(self, now: float) -> None:
+        """Run the timers due by now; those they add wait for the next round (after a select),
+        so a timer that re-arms itself in the past cannot starve the fds."""
+        due = []
         while self._timers and (self._timers[0][2].cancelled or self._timers[0][0] <= now):
-            _, _, timer = heapq.heappop(self._timers)
+            due.append(heapq.heappop(self._timers)[2])
+        for timer in due:
             if not timer.cancelled:
                 timer.cancelled = True  # fired: a later cancel() is harmless
                 timer.callback()

@@ -361,8 +361,8 @@ class LocalPool(Pool):
                 times.append(run.stop.next_at())
             elif run.deadline is not None and run.exited_at is None:
                 times.append(run.deadline)
-            if run.exited_at is not None and run.piped:
-                times.append(run.exited_at + OUTPUT_GRACE)
+            if run.exited_at is not None and run.piped and (run.stop is None or run.stop.done):
+                times.append(run.exited_at + OUTPUT_GRACE)  # while a stop runs, its times rule
             if run.exited_at is None and run.pidfd is None and not run.pidfd_fired:
                 times.append(now + NO_PIDFD_POLL)
         times = [t for t in times if t is not None]

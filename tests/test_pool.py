@@ -428,3 +428,21 @@ def test_adopt_finds_a_run_whose_pid_was_never_recorded_by_its_marker(pool, tmp_
         assert r.outcome is Outcome.CANCELLED and find_marked(marker) == set()
     finally:
         proc.returncode = proc.returncode or 0  # reaped by the pool, not by Popen
+
+
+def test_a_stop_waiting_for_a_stubborn_descendant_sleeps(tmp_path):
+    # The main process exits on SIGTERM; a child ignoring it keeps the output pipe open until
+    # SIGKILL at the end of the grace. Those seconds are spent asleep, not spinning.
+    pool = LocalPool(kill_grace=2.0)
+    try:
+        spec = tree_spec(tmp_path, 1)
+        pool.submit(spec)
+        assert poll_until(lambda: len(tree_pids(tmp_path)) == len(ROLES), pool=pool)
+        pool.cancel(1, "stop")
+        cpu, start = time.process_time(), time.monotonic()
+        r = wait_for(pool, [1])[1]
+        wall = time.monotonic() - start
+        assert r.cancelled and wall >= 1.8
+        assert time.process_time() - cpu < 0.3 * wall, f"{time.process_time() - cpu:.2f}s CPU in {wall:.2f}s"
+    finally:
+        pool.shutdown(0)
