@@ -358,7 +358,7 @@ def test_the_pool_never_takes_the_status_of_a_child_that_is_not_its_run(pool, tm
 
 
 SUBREAPER = """
-import json, os, signal, sys, uuid
+import json, os, signal, sys, time, uuid
 from pathlib import Path
 from cron_scheduler.loop import Loop
 from cron_scheduler.pool import LocalPool
@@ -374,23 +374,19 @@ loop.add_wake_fd(r)
 pool = LocalPool(max_workers=8, loop=loop, reap_orphans=True)
 tmp = Path(sys.argv[1])
 # each run leaves a detached grandchild that exits 0 soon after the run exits 3
-code = "import subprocess, sys; subprocess.Popen(['/bin/sh', '-c', 'sleep 0.3'], start_new_session=True); sys.exit(3)"
+code = ("import subprocess, sys; p = subprocess.Popen(['/bin/sh', '-c', 'sleep 0.3'], start_new_session=True); "
+        "print(p.pid, flush=True); sys.exit(3)")
 for i in range(1, 7):
     pool.submit(RunSpec(i, "j", (sys.executable, "-c", code), dict(os.environ), None,
                         tmp / f"{i}.log", 1000, None, uuid.uuid4().hex))
 got = {}
 while len(got) < 6:
     got.update((res.run_id, res.exit_code) for res in pool.wait(30))
-loop.run(2.0)  # the grandchildren end meanwhile; SIGCHLD wakes the loop and they are reaped
-me = str(os.getpid())
-zombies = []
-for name in os.listdir("/proc"):
-    try:
-        fields = open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()
-    except OSError:
-        continue
-    if fields[1] == me and fields[0] == "Z":
-        zombies.append(int(name))
+orphans = [int((tmp / f"{i}.log").read_text()) for i in range(1, 7)]
+end = time.monotonic() + 20
+while time.monotonic() < end and any(os.path.exists(f"/proc/{p}") for p in orphans):
+    loop.run(end - time.monotonic())  # SIGCHLD wakes the loop; the orphans are reaped
+zombies = [p for p in orphans if os.path.exists(f"/proc/{p}")]  # a zombie still has its entry
 print(json.dumps({"codes": sorted(got.values()), "zombies": zombies}))
 """
 
