@@ -13,7 +13,6 @@ import heapq
 import logging
 import os
 import signal
-import sys
 import uuid
 from datetime import datetime, timedelta, tzinfo
 
@@ -22,10 +21,9 @@ from cron_scheduler.errors import CorruptRun, CronSchedulerError
 from cron_scheduler.history import History, Run
 from cron_scheduler.home import Config, Home
 from cron_scheduler.jobs import zone_of as job_zone
-from cron_scheduler.models import ACTIVE, UTC, Job, RunStatus, Trigger, parse_iso, to_iso
-from cron_scheduler.pool import UNKNOWN_STATUS, Pool
-from cron_scheduler.runner import (RunResult, RunSpec, kill_tree, pipe_path, process_start_time, remove_pipe,
-                                   remove_run_log)
+from cron_scheduler.models import ACTIVE, DEFAULT_MAX_OUTPUT, UTC, Job, RunStatus, Trigger, parse_iso, to_iso
+from cron_scheduler.pool import Pool
+from cron_scheduler.runner import Outcome, RunResult, RunSpec, remove_run_log
 from cron_scheduler.store import Store
 
 log = logging.getLogger("cron_scheduler")
@@ -295,15 +293,15 @@ class Engine:
                 specs.append(self._write_ahead(job, run, now))
         started = []
         for (job, run), spec in zip(chosen, specs):
-            pid = self.pool.submit(spec)
-            if pid is not None:
-                started.append((job, run, pid))
+            handle = self.pool.submit(spec)  # what the pool needs to find the run again
+            if handle is not None:
+                started.append((job, run, handle))
         with self.history.transaction():
-            for job, run, pid in started:
-                self.history.update_run(run.run_id, pid=pid, pid_start=process_start_time(pid))
-        for job, run, pid in started:
-            log.info("run %d job %s started pid %d (%s, slot %s)", run.run_id, job.id, pid, run.trigger,
-                     run.scheduled_for)
+            for job, run, handle in started:
+                self.history.update_run(run.run_id, **handle)
+        for job, run, handle in started:
+            log.info("run %d job %s started%s (%s, slot %s)", run.run_id, job.id,
+                     f" pid {handle['pid']}" if handle.get("pid") else "", run.trigger, run.scheduled_for)
 
     def _write_ahead(self, job: Job, run: Run, now: datetime) -> RunSpec:
         """Record the run as running, with its marker, before its process exists."""
@@ -321,10 +319,9 @@ class Engine:
 
     @staticmethod
     def argv(job: Job) -> tuple[str, ...]:
+        """The job's command line; the pool picks the interpreter of a `.py` script."""
         if job.shell:
             return ("/bin/sh", "-c", job.command[0])
-        if job.command[0].endswith(".py"):
-            return (sys.executable,) + job.command
         return job.command
 
     def env(self, job: Job, run: Run) -> dict[str, str]:
@@ -392,9 +389,9 @@ class Engine:
         elif run.status in (RunStatus.QUEUED, RunStatus.WAITING):
             self.history.transition(run_id, RunStatus.KILLED, to_iso(now), finished_at=to_iso(now), reason=reason)
 
-    def retry_due(self) -> datetime | None:
-        """The earliest not-before time of a queued retry."""
-        return parse_iso(self.history.earliest_retry())
+    def retry_due(self, after: datetime | None = None) -> datetime | None:
+        """The earliest not-before time of a queued retry (later than `after`)."""
+        return parse_iso(self.history.earliest_retry(to_iso(after) if after else ""))
 
 
 def _log_unschedulable(job_id: str, exc: Exception) -> None:
@@ -403,16 +400,16 @@ def _log_unschedulable(job_id: str, exc: Exception) -> None:
     log.error("job %s: no next slot, not scheduled until it is changed: %s", job_id, what)
 
 
+_OUTCOME_STATUS = {Outcome.TIMED_OUT: RunStatus.TIMEOUT, Outcome.CANCELLED: RunStatus.KILLED,
+                   Outcome.UNKNOWN: RunStatus.INTERRUPTED}  # UNKNOWN: re-supervised after a crash
+
+
 def _status_of(result: RunResult) -> RunStatus:
-    if result.timed_out:
-        return RunStatus.TIMEOUT
-    if result.cancelled:
-        return RunStatus.KILLED
-    if result.error == UNKNOWN_STATUS:  # re-supervised after a crash: its exit status is unknowable
-        return RunStatus.INTERRUPTED
-    if result.exit_code == 0 and not result.error:
-        return RunStatus.SUCCEEDED
-    return RunStatus.FAILED
+    status = _OUTCOME_STATUS.get(result.outcome)
+    if status is None:
+        ok = result.outcome is Outcome.EXITED and result.exit_code == 0
+        status = RunStatus.SUCCEEDED if ok else RunStatus.FAILED
+    return status
 
 
 _TIMED = (Trigger.SCHEDULE, Trigger.CATCH_UP, Trigger.RETRY)
@@ -506,27 +503,28 @@ class Requests:
 
 
 def recover(engine: Engine, now: datetime) -> None:
-    """Resolve runs a previous daemon left `running`: re-supervise the ones whose process still
-    lives (pid and start time match), else record them interrupted (and retry if allowed)."""
+    """Resolve runs a previous daemon left `running`: the pool re-supervises the ones that still
+    run (matched by what it stored: pid and start time), even of a job removed meanwhile (it
+    finishes, as it would have; it gets no new slots). The others are interrupted (and retried
+    if allowed); what they left running is not chased, as it would not have been without the
+    crash."""
     for run in engine.history.with_status(RunStatus.RUNNING):
-        alive = (run.pid is not None and run.pid_start is not None
-                 and process_start_time(run.pid) == run.pid_start)
+        handle = {"pid": run.pid, "pid_start": run.pid_start, "marker": run.marker}
         job = engine.jobs.get(run.job_id)
-        if alive and job is not None:
-            elapsed = (now - parse_iso(run.started_at)).total_seconds()
-            remaining = None if job.timeout is None else max(0.0, job.timeout - elapsed)
-            if engine.pool.adopt(run.run_id, run.pid, run.marker, parse_iso(run.started_at).timestamp(),
-                                 remaining, engine.home.run_log(run.job_id, run.run_id), start_time=run.pid_start,
-                                 max_output=job.max_output):
-                log.warning("run %d job %s re-supervised (pid %d still running)", run.run_id, run.job_id, run.pid)
-                continue
-        if run.marker:  # descendants that outlived it: by marker only (its group id may be reused)
-            kill_tree(0, run.marker, signal.SIGKILL)
-        if run.output_path:  # the FIFO's place comes from the home, not from state.db
-            remove_pipe(pipe_path(engine.home.run_log(run.job_id, run.run_id)))
+        started = parse_iso(run.started_at)
+        elapsed = (now - started).total_seconds()
+        remaining = None if job is None or job.timeout is None else max(0.0, job.timeout - elapsed)
+        max_output = job.max_output if job is not None else DEFAULT_MAX_OUTPUT
+        # the log's (and FIFO's) place comes from the home, never from state.db
+        log_path = engine.home.run_log(run.job_id, run.run_id) if run.output_path else None
+        if engine.pool.adopt(run.run_id, handle, started.timestamp(), remaining, log_path, max_output):
+            log.warning("run %d job %s re-supervised (still running%s)", run.run_id, run.job_id,
+                        "" if job is not None else "; its job was removed: it finishes, no new slots")
+            continue
+        engine.pool.abandon(run.run_id, handle, log_path)
         why = ("daemon stopped while it ran; outcome unknown" if run.pid is not None
                else "daemon stopped while starting it; it may not have started")
-        result = RunResult(run_id=run.run_id, pid=run.pid, started_at=parse_iso(run.started_at).timestamp(),
-                           finished_at=now.timestamp(), error=why)
+        result = RunResult(run_id=run.run_id, pid=run.pid, started_at=started.timestamp(),
+                           finished_at=now.timestamp(), outcome=Outcome.UNKNOWN, error=why)
         engine.record(result, now, status=RunStatus.INTERRUPTED)
         log.warning("run %d job %s interrupted: %s", run.run_id, run.job_id, why)

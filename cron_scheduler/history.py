@@ -378,9 +378,10 @@ class History:
             f"SELECT * FROM runs WHERE status = '{_QUEUED}' AND (not_before IS NULL OR not_before <= ?) "
             "ORDER BY priority DESC, scheduled_for, run_id LIMIT ? OFFSET ?", (now, limit, offset)))
 
-    def earliest_retry(self) -> str | None:
+    def earliest_retry(self, after: str = "") -> str | None:
+        """The earliest not-before time of a queued run, later than `after`."""
         return self.conn.execute(f"SELECT MIN(not_before) FROM runs WHERE status = '{_QUEUED}' "
-                                 "AND not_before IS NOT NULL").fetchone()[0]
+                                 "AND not_before IS NOT NULL AND not_before > ?", (after,)).fetchone()[0]
 
     def has_active(self) -> bool:
         return self.conn.execute(f"SELECT 1 FROM runs WHERE status IN {_ACTIVE_SQL} LIMIT 1").fetchone() is not None

@@ -1,27 +1,34 @@
 """The bounded pool of supervised children (DESIGN.md sections 5 and 7).
 
-`Pool` is the interface the daemon talks to (submit, cancel, wait, ...); `LocalPool` runs the
-children on this host, single-threaded: one selector over every run's output pipe, a pidfd per
-run (exit notification) and the daemon's wake fd. wait() sleeps in select() until output, an
-exit, a wake-up or the nearest deadline - never a busy poll. Children are reaped with
-os.wait4(-1): the daemon is a child subreaper, so orphaned descendants of runs land here too and
-are reaped and dropped.
+`Pool` is the boundary the engine talks to: submit a RunSpec, get back a handle to store (what
+the pool needs to find the run again after a daemon restart) and, later, a RunResult whose
+`outcome` says how the run ended; cancel; adopt or abandon what a previous daemon left. The
+engine never sees pids, /proc, markers or FIFOs: the handle is opaque to it.
+
+`LocalPool` runs the children on this host, single-threaded, on the scheduler's event loop
+(loop.py): it registers each run's output pipe and pidfd (exit notification) and one timer for
+its nearest deadline (a cap, a SIGKILL, an output grace). Each run is reaped by its own pid when
+its pidfd fires, so a status is never attributed to another process; the daemon is a child
+subreaper, and orphaned descendants of runs that land on it are reaped separately
+(`reap_orphans`), without ever taking a run's status.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 import os
-import selectors
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cron_scheduler.runner import (SPAWN_ERRORS, RunOutput, RunResult, RunSpec, TreeKill,
-                                   exit_status, open_log, process_running, process_start_time,
-                                   release, spawn, spawn_error_message)
+from cron_scheduler.loop import Loop, Timer
+from cron_scheduler.runner import (SPAWN_ERRORS, Outcome, RunOutput, RunResult, RunSpec, TreeKill,
+                                   exit_status, find_marked, open_log, pipe_path, process_running, remove_pipe,
+                                   process_start_time, release, spawn, spawn_error_message)
 
 log = logging.getLogger(__name__)
 
@@ -29,45 +36,73 @@ OUTPUT_GRACE = 1.0  # after the main process exits, how long descendants may hol
 NO_PIDFD_POLL = 0.5  # exit polling interval on kernels without pidfd_open
 UNKNOWN_STATUS = "exit status unknown (re-supervised after daemon restart)"
 LOST_STATUS = "exit status lost (the process was reaped elsewhere)"
+AT_LEAST = ("output_bytes is a lower bound: output discarded past max_output before the daemon "
+            "restart was not counted")
+
+# What a pool hands the engine for a started run, to be stored as is (state.db columns pid,
+# pid_start, marker) and given back to adopt()/abandon() after a restart. Opaque to the engine.
+RunHandle = dict[str, Any]
 
 
 class Pool(abc.ABC):
-    """Runs that are started now and supervised until they finish."""
+    """Runs that are started now and supervised until they finish, on the scheduler's loop."""
 
     max_workers: int
+    loop: Loop
 
     @abc.abstractmethod
     def free_slots(self) -> int:
         """How many more runs may be submitted now."""
 
     @abc.abstractmethod
-    def submit(self, spec: RunSpec) -> int | None:
-        """Start a run now; its pid, or None when it could not start (the failed RunResult is
-        returned by the next wait())."""
+    def submit(self, spec: RunSpec) -> RunHandle | None:
+        """Start a run now; its handle, or None when it could not start (its SPAWN_FAILED
+        result comes with the next results())."""
 
     @abc.abstractmethod
     def cancel(self, run_id: int, reason: str) -> None:
         """Stop a run: SIGTERM now, SIGKILL after the grace period. Unknown ids are ignored."""
 
     @abc.abstractmethod
-    def running(self) -> dict[int, int]:
-        """run_id -> pid of every run not finished yet."""
+    def running(self) -> set[int]:
+        """The ids of the runs not finished yet."""
 
     @abc.abstractmethod
-    def wait(self, timeout: float | None) -> list[RunResult]:
-        """Block until a run finishes, a wake-up arrives or timeout; the runs that finished."""
+    def results(self) -> list[RunResult]:
+        """The runs that finished since the last call (never blocks). The pool calls
+        loop.notify() whenever one is ready."""
 
-    def adopt(self, run_id: int, pid: int, marker: str, started_at: float,
-              timeout_remaining: float | None, log_path: Path | None = None,
-              start_time: int | None = None, max_output: int = 0) -> bool:
-        """Re-supervise a process left by a previous daemon, and drain its output pipe again;
-        False if it is gone."""
-        raise NotImplementedError(f"{type(self).__name__} cannot re-supervise runs")
+    def adopt(self, run_id: int, handle: RunHandle, started_at: float,
+              timeout_remaining: float | None, log_path: Path | None, max_output: int) -> bool:
+        """Re-supervise a run a previous daemon left, from its stored handle; False if it no
+        longer runs (then abandon() it). A pool whose runs cannot outlive it finds none."""
+        return False
+
+    def abandon(self, run_id: int, handle: RunHandle, log_path: Path | None) -> None:
+        """Forget a run a previous daemon left that no longer runs: clean up what the pool kept
+        for it. What it left running is not chased (it would not have been without the crash)."""
 
     @abc.abstractmethod
     def shutdown(self, grace: float) -> list[RunResult]:
         """Stop every run (SIGTERM, SIGKILL after grace) and return all outstanding results.
         The pool is closed afterwards."""
+
+    def wait(self, timeout: float | None) -> list[RunResult]:
+        """Run the loop until a run finishes (or another notification, or timeout); the runs
+        that finished. For callers that own no loop of their own (tests, tools)."""
+        done = self.results()
+        if not done:
+            self.loop.run(timeout)
+            done = self.results()
+        return done
+
+
+def resolve_argv(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """The executor's side of a command line: a `.py` script runs under this interpreter (the
+    interpreter of the host that runs it, not of the process that scheduled it)."""
+    if argv and argv[0].endswith(".py"):
+        return (sys.executable,) + tuple(argv)
+    return tuple(argv)
 
 
 @dataclass(eq=False)
@@ -80,7 +115,8 @@ class _Run:
     started_at: float
     log_path: Path | None
     output: RunOutput | None = None
-    adopted: bool = False
+    adopted: bool = False  # left by a previous daemon: not our child, its status is unknowable
+    at_least: bool = False  # adopted with its log full: earlier discarded output was not counted
     start_time: int | None = None  # /proc start time, to detect pid reuse without a pidfd
     pidfd: int | None = None
     pidfd_fired: bool = False
@@ -100,63 +136,85 @@ class _Run:
 
 
 class LocalPool(Pool):
-    def __init__(self, max_workers: int = 10, kill_grace: float = 10.0,
-                 wake_fd: int | None = None):
+    def __init__(self, max_workers: int = 10, kill_grace: float = 10.0, loop: Loop | None = None,
+                 reap_orphans: bool = False):
+        """reap_orphans: this process is a child subreaper, so orphaned descendants of runs
+        re-parent to it; reap every child that is not a run (nothing else in the process may
+        wait for children of its own then)."""
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.max_workers = max_workers
         self.kill_grace = kill_grace
-        self._wake_fd = wake_fd
-        self._sel = selectors.DefaultSelector()
+        self._own_loop = loop is None
+        self.loop = Loop() if loop is None else loop
+        self.reap_orphans = reap_orphans
         self._runs: dict[int, _Run] = {}
-        self._by_pid: dict[int, _Run] = {}
+        self._children: dict[int, _Run] = {}  # pid -> run, for our own children not reaped yet
         self._done: list[RunResult] = []
-        if wake_fd is not None:
-            self._sel.register(wake_fd, selectors.EVENT_READ, ("wake", None))
+        self._timer: Timer | None = None
+        self._soon: Timer | None = None  # one _service() after the current batch of events
+        if reap_orphans:
+            self.loop.on_wake(self._service_soon)  # SIGCHLD
 
     # --- the interface ---------------------------------------------------------------------
 
     def free_slots(self) -> int:
         return max(0, self.max_workers - len(self._runs))
 
-    def running(self) -> dict[int, int]:
-        return {run.run_id: run.pid for run in self._runs.values()}
+    def running(self) -> set[int]:
+        return set(self._runs)
 
-    def submit(self, spec: RunSpec) -> int | None:
+    def results(self) -> list[RunResult]:
+        done, self._done = self._done, []
+        return done
+
+    def submit(self, spec: RunSpec) -> RunHandle | None:
         if spec.run_id in self._runs:
             raise ValueError(f"run {spec.run_id} is already running")
         started = time.time()
         log_fd = None
         try:
+            spec = dataclasses.replace(spec, argv=resolve_argv(spec.argv))
             log_fd = open_log(spec.log_path)
             pid, out_fd = spawn(spec)
         except SPAWN_ERRORS as exc:
             if log_fd is not None:
                 os.close(log_fd)
-            error = spawn_error_message(exc)
-            self._done.append(RunResult(spec.run_id, None, started, time.time(), error=error))
+            self._result(RunResult(spec.run_id, None, started, time.time(), outcome=Outcome.SPAWN_FAILED,
+                                   error=spawn_error_message(exc)))
             return None
         output = RunOutput(out_fd, log_fd, spec.max_output, spec.log_path)
-        run = _Run(spec.run_id, pid, spec.marker, started, spec.log_path, output=output)
-        self._sel.register(out_fd, selectors.EVENT_READ, ("out", run))
+        run = _Run(spec.run_id, pid, spec.marker, started, spec.log_path, output=output,
+                   start_time=process_start_time(pid))
+        self._children[pid] = run
+        self.loop.add_reader(out_fd, lambda: self._on_output(run))
         self._track(run, spec.timeout)
-        return pid
+        self._arm()
+        return {"pid": pid, "pid_start": run.start_time, "marker": spec.marker}
 
-    def adopt(self, run_id: int, pid: int, marker: str, started_at: float,
-              timeout_remaining: float | None, log_path: Path | None = None,
-              start_time: int | None = None, max_output: int = 0) -> bool:
-        current = process_start_time(pid)
-        if current is None or not process_running(pid, start_time):
+    def adopt(self, run_id: int, handle: RunHandle, started_at: float,
+              timeout_remaining: float | None, log_path: Path | None, max_output: int) -> bool:
+        pid, start_time, marker = handle.get("pid"), handle.get("pid_start"), handle.get("marker") or ""
+        if pid is None:  # the previous daemon died before recording it: find it by its marker
+            pid = _session_leader(marker)
+            start_time = None if pid is None else process_start_time(pid)
+        if pid is None or start_time is None or not process_running(pid, start_time):
             return False
         output = RunOutput.resume(log_path, max_output) if log_path is not None else None
-        run = _Run(run_id, pid, marker, started_at, log_path, output=output, adopted=True, start_time=current)
+        run = _Run(run_id, pid, marker, started_at, log_path, output=output, adopted=True,
+                   at_least=output is not None and output.kept >= max_output, start_time=start_time)
         if not self._track(run, timeout_remaining):
             if output is not None:
                 output.close()
             return False
         if run.piped:
-            self._sel.register(output.pipe_fd, selectors.EVENT_READ, ("out", run))
+            self.loop.add_reader(output.pipe_fd, lambda: self._on_output(run))
+        self._arm()
         return True
+
+    def abandon(self, run_id: int, handle: RunHandle, log_path: Path | None) -> None:
+        if log_path is not None:
+            remove_pipe(pipe_path(Path(log_path)))  # its directories are not followed
 
     def cancel(self, run_id: int, reason: str) -> None:
         run = self._runs.get(run_id)
@@ -164,37 +222,30 @@ class LocalPool(Pool):
             return
         run.cancelled, run.cancel_reason = True, reason
         self._terminate(run, self.kill_grace)
-
-    def wait(self, timeout: float | None) -> list[RunResult]:
-        end = None if timeout is None else time.monotonic() + timeout
-        woke = polled = False
-        while True:
-            self._service()
-            now = time.monotonic()
-            idle_forever = end is None and not self._runs and self._wake_fd is None
-            # even wait(0) selects once: output and EOF are only ever seen by a select()
-            if self._done or woke or idle_forever or (polled and end is not None and now >= end):
-                done, self._done = self._done, []
-                return done
-            woke, polled = self._poll(self._select_timeout(now, end)), True
+        self._arm()
 
     def shutdown(self, grace: float) -> list[RunResult]:
         for run in list(self._runs.values()):
             if run.stop is None:
                 run.cancelled, run.cancel_reason = True, "daemon shutdown"
             self._terminate(run, grace)
-        results: list[RunResult] = []
+        self._service()
         end = time.monotonic() + grace + TreeKill.GIVE_UP + OUTPUT_GRACE + 1.0
         while self._runs and time.monotonic() < end:
-            results.extend(self.wait(max(0.0, end - time.monotonic())))
+            self.loop.run(max(0.0, end - time.monotonic()))
         for run in list(self._runs.values()):  # unkillable: report, do not hang the daemon
-            results.append(self._finish(run, error="still running after SIGKILL"))
-        results.extend(self._done)
-        self._done = []
-        self._sel.close()
-        return results
+            self._done.append(self._finish(run, error="still running after SIGKILL"))
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._own_loop:
+            self.loop.close()
+        return self.results()
 
     # --- supervision -------------------------------------------------------------------------
+
+    def _result(self, result: RunResult) -> None:
+        self._done.append(result)
+        self.loop.notify()
 
     def _track(self, run: _Run, timeout: float | None) -> bool:
         """Supervise run: its exit (a pidfd) and timeout cap. False if the process is gone."""
@@ -205,65 +256,77 @@ class LocalPool(Pool):
         except (AttributeError, OSError):  # old kernel or seccomp: exits are polled instead
             pass
         else:
-            self._sel.register(run.pidfd, selectors.EVENT_READ, ("exit", run))
+            self.loop.add_reader(run.pidfd, lambda: self._on_exit(run))
         if timeout is not None:
             run.deadline = time.monotonic() + max(0.0, timeout)
-        self._runs[run.run_id] = self._by_pid[run.pid] = run
+        self._runs[run.run_id] = run
         return True
 
-    def _poll(self, timeout: float | None) -> bool:
-        """One select(); handles what it reports. True if the wake fd fired."""
-        woke = False
-        for key, _ in self._sel.select(timeout):
-            kind, run = key.data
-            if kind == "wake":
-                woke = True
-                self._drain_wake()
-            elif kind == "out":
-                self._pump(run)
-            else:
-                run.pidfd_fired = True
-                self._close_pidfd(run)
-        return woke
+    def _on_exit(self, run: _Run) -> None:
+        run.pidfd_fired = True
+        self._close_pidfd(run)
+        self._service_soon()
 
-    def _drain_wake(self) -> None:
-        try:  # one read; if more is pending, select() reports it again (level-triggered)
-            data = os.read(self._wake_fd, 65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        if not data:  # writer gone: stop watching, or select() would spin on EOF
-            self._sel.unregister(self._wake_fd)
-            self._wake_fd = None
-
-    def _pump(self, run: _Run, max_chunks: int = 16) -> None:
-        if run.output.pump(max_chunks):
+    def _on_output(self, run: _Run) -> None:
+        if run.piped and run.output.pump():
             self._close_output(run)
+            self._service_soon()  # end of output may be what the run waited for
 
-    def _reap(self) -> None:
+    def _service_soon(self) -> None:
+        """_service() once the loop has dispatched the events at hand (one pass for all)."""
+        if self._soon is None or self._soon.cancelled:
+            self._soon = self.loop.call_at(0.0, self._service)
+
+    def _reap(self, run: _Run, now: float) -> None:
+        """Take our child's wait status by its own pid (never wait4(-1): that could hand us
+        another process's status)."""
+        try:
+            pid, status, rusage = os.wait4(run.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else: status lost
+            pid, status, rusage = run.pid, None, None
+        if pid == run.pid:
+            run.status, run.rusage, run.exited_at = status, rusage, now
+            self._children.pop(run.pid, None)
+            self._close_pidfd(run)
+
+    def _reap_orphans(self, now: float) -> None:
+        """Reap descendants of runs re-parented to this subreaper. Looks first (WNOWAIT): a
+        run's own exit is taken by its pid, for that run."""
         while True:
             try:
-                pid, status, rusage = os.wait4(-1, os.WNOHANG)
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 return
-            if pid == 0:
+            if info is None or not info.si_pid:
                 return
-            run = self._by_pid.get(pid)  # anything else is a re-parented orphan: dropped
-            if run is not None and run.exited_at is None:
-                run.status, run.rusage, run.exited_at = status, rusage, time.monotonic()
-                self._close_pidfd(run)
+            run = self._children.get(info.si_pid)
+            if run is not None:
+                self._reap(run, now)
+                continue
+            try:
+                os.waitpid(info.si_pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
     def _service(self) -> None:
-        """Reap, act on due deadlines, and move finished runs to self._done."""
-        self._reap()
+        """Reap, act on due deadlines, and hand finished runs over; then re-arm the timer."""
         now = time.monotonic()
+        if self.reap_orphans:
+            self._reap_orphans(now)
         for run in list(self._runs.values()):
-            if run.exited_at is None and (run.pidfd_fired or (
-                    run.adopted and run.pidfd is None
-                    and not process_running(run.pid, run.start_time))):
-                run.exited_at = now  # gone, but not our child: its status is unknowable
+            if run.exited_at is None:
+                self._check_exit(run, now)
             self._advance(run, now)
             if self._ready(run, now):
-                self._done.append(self._finish(run))
+                self._result(self._finish(run))
+        self._arm(now)
+
+    def _check_exit(self, run: _Run, now: float) -> None:
+        if not run.adopted:
+            if run.pidfd_fired or run.pidfd is None:
+                self._reap(run, now)
+        elif run.pidfd_fired or (run.pidfd is None and not process_running(run.pid, run.start_time)):
+            run.exited_at = now  # gone, but not our child: its status is unknowable
 
     def _advance(self, run: _Run, now: float) -> None:
         """Timeout cap, then the stop's SIGKILL deadline and sweeps for survivors."""
@@ -279,7 +342,7 @@ class LocalPool(Pool):
         if run.piped:  # a descendant still holds the pipe: take what is there, then let go
             if now < run.exited_at + OUTPUT_GRACE:
                 return False
-            self._pump(run, max_chunks=64)
+            run.output.pump(max_chunks=64)
             self._close_output(run)
         return True
 
@@ -289,19 +352,28 @@ class LocalPool(Pool):
         else:
             run.stop = TreeKill(run.pid, run.marker, grace, time.monotonic())
 
-    def _select_timeout(self, now: float, end: float | None) -> float | None:
-        times = [] if end is None else [end]
+    def _arm(self, now: float | None = None) -> None:
+        """One loop timer at the nearest deadline of any run (replacing the previous one)."""
+        now = time.monotonic() if now is None else now
+        times = []
         for run in self._runs.values():
             if run.stop is not None:
                 times.append(run.stop.next_at())
             elif run.deadline is not None and run.exited_at is None:
                 times.append(run.deadline)
-            if run.exited_at is not None and run.piped:
-                times.append(run.exited_at + OUTPUT_GRACE)
+            if run.exited_at is not None and run.piped and (run.stop is None or run.stop.done):
+                times.append(run.exited_at + OUTPUT_GRACE)  # while a stop runs, its times rule
             if run.exited_at is None and run.pidfd is None and not run.pidfd_fired:
                 times.append(now + NO_PIDFD_POLL)
         times = [t for t in times if t is not None]
-        return None if not times else max(0.0, min(times) - now)
+        when = min(times) if times else None
+        if self._timer is not None:
+            if not self._timer.cancelled and self._timer.when == when:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if when is not None:
+            self._timer = self.loop.call_at(when, self._service)
 
     def _finish(self, run: _Run, error: str | None = None) -> RunResult:
         self._close_output(run)
@@ -310,31 +382,53 @@ class LocalPool(Pool):
             run.output.close()  # the log file
         release(run.marker)  # its cgroup, if it has one
         del self._runs[run.run_id]
-        self._by_pid.pop(run.pid, None)
+        self._children.pop(run.pid, None)
         exit_code, sig = exit_status(run.status)
-        if run.status is None and error is None and run.exited_at is not None:
-            error = UNKNOWN_STATUS if run.adopted else LOST_STATUS
+        if run.timed_out:
+            outcome = Outcome.TIMED_OUT
+        elif run.cancelled:
+            outcome = Outcome.CANCELLED
+        elif run.status is not None:
+            outcome = Outcome.SIGNALED if sig is not None else Outcome.EXITED
+        elif run.adopted:
+            outcome, error = Outcome.UNKNOWN, error or UNKNOWN_STATUS
+        else:
+            outcome, error = Outcome.LOST, error or LOST_STATUS
+        if run.at_least:
+            error = f"{error}; {AT_LEAST}" if error else AT_LEAST
         out = run.output
         output_bytes = out.total if out else _size(run.log_path)
         ru = run.rusage
         return RunResult(
             run_id=run.run_id, pid=run.pid, started_at=run.started_at, finished_at=time.time(),
-            exit_code=exit_code, signal=sig, timed_out=run.timed_out, cancelled=run.cancelled,
-            cancel_reason=run.cancel_reason, output_bytes=output_bytes,
-            truncated=bool(out and out.truncated),
+            exit_code=exit_code, signal=sig, outcome=outcome, cancel_reason=run.cancel_reason,
+            output_bytes=output_bytes, truncated=bool(out and out.truncated),
             cpu_user=ru.ru_utime if ru else 0.0, cpu_sys=ru.ru_stime if ru else 0.0,
             max_rss_kb=ru.ru_maxrss if ru else 0, error=error)
 
     def _close_output(self, run: _Run) -> None:
         if run.piped:
-            self._sel.unregister(run.output.pipe_fd)
+            self.loop.remove_reader(run.output.pipe_fd)
             run.output.close_pipe()
 
     def _close_pidfd(self, run: _Run) -> None:
         if run.pidfd is not None:
-            self._sel.unregister(run.pidfd)
+            self.loop.remove_reader(run.pidfd)
             os.close(run.pidfd)
             run.pidfd = None
+
+
+def _session_leader(marker: str) -> int | None:
+    """The main process of a run found by its marker: it leads its own session (setsid at
+    spawn); of several such (a descendant may call setsid too), the oldest."""
+    leaders = []
+    for pid in find_marked(marker):
+        try:
+            if os.getsid(pid) == pid:
+                leaders.append((process_start_time(pid) or 0, pid))
+        except OSError:
+            continue
+    return min(leaders)[1] if leaders else None
 
 
 def _size(path: Path | None) -> int:

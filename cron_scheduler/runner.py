@@ -22,6 +22,7 @@ pool drives from its select() loop; neither blocks.
 from __future__ import annotations
 
 import ctypes
+import enum
 import errno
 import logging
 import os
@@ -58,6 +59,18 @@ class RunSpec:
     marker: str  # unique token identifying every process of this run
 
 
+class Outcome(enum.Enum):
+    """How a run ended, as its pool saw it (the engine maps it to a run status)."""
+
+    EXITED = "exited"  # exit_code holds its exit status
+    SIGNALED = "signaled"  # killed by a signal nobody in the scheduler sent
+    TIMED_OUT = "timed out"  # hit its cap; the pool killed its tree
+    CANCELLED = "cancelled"  # stopped on request (stop, replace, shutdown)
+    SPAWN_FAILED = "spawn failed"  # never started; error says why
+    UNKNOWN = "unknown"  # re-supervised after a daemon restart: not our child, status unknowable
+    LOST = "lost"  # our child, but its status was reaped elsewhere
+
+
 @dataclass(frozen=True)
 class RunResult:
     run_id: int
@@ -66,8 +79,7 @@ class RunResult:
     finished_at: float
     exit_code: int | None = None  # None when killed by a signal, unknown, or spawn failed
     signal: int | None = None  # terminating signal number
-    timed_out: bool = False
-    cancelled: bool = False
+    outcome: Outcome = Outcome.EXITED
     cancel_reason: str | None = None
     output_bytes: int = 0  # total bytes written by the run, discarded ones included
     truncated: bool = False
@@ -75,6 +87,14 @@ class RunResult:
     cpu_sys: float = 0.0
     max_rss_kb: int = 0
     error: str | None = None  # why the run could not be started / observed
+
+    @property
+    def timed_out(self) -> bool:
+        return self.outcome is Outcome.TIMED_OUT
+
+    @property
+    def cancelled(self) -> bool:
+        return self.outcome is Outcome.CANCELLED
 
 
 _cgroups: RunCgroups | None = None  # run cgroups in force in this process (None: marker sweep)

@@ -1,8 +1,10 @@
 """The foreground daemon: `python -m cron_scheduler.scheduler` (also `cron-scheduler daemon`).
 
-It sleeps until the earliest of: the next slot, the next retry, a run's output or end, a
-signal (SIGUSR1 from the CLI, SIGCHLD, SIGTERM/SIGINT, SIGHUP) and the store poll (1 s,
-one stat call). It never busy-polls.
+It owns the event loop (loop.py) that the pool registers its fds and timers with, and sleeps
+in it until the earliest of: the next slot, the next retry, a run's end, a signal (SIGUSR1
+from the CLI, SIGCHLD, SIGTERM/SIGINT, SIGHUP) and the store poll (1 s, one stat call). It
+never busy-polls: work that is due but cannot start (no free worker, its job still running)
+waits for a run to end, never for a zero timeout.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ class Daemon:
         self.stopping = False
         self.reload_requested = False
         self.fired = False  # --once: the due timer slots were taken
-        self.retry_at = None  # the earliest queued retry, as of the last full pass
+        self.retry_at = None  # the earliest queued retry still to come, as of the last full pass
 
     def _on_signal(self, signum, frame) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
@@ -104,20 +106,21 @@ class Daemon:
         elif signum == signal.SIGHUP:
             self.reload_requested = True
 
-    def _install_signals(self) -> int:
+    def _install_signals(self, loop) -> None:
         read_fd, write_fd = os.pipe()
         for fd in (read_fd, write_fd):
             os.set_blocking(fd, False)
             fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        loop.add_wake_fd(read_fd)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
             signal.signal(sig, self._on_signal)
-        return read_fd
 
     def run(self) -> int:
         from cron_scheduler.engine import Engine, Requests, recover
         from cron_scheduler.history import History
         from cron_scheduler.instance import InstanceLock
+        from cron_scheduler.loop import Loop
         from cron_scheduler.pool import LocalPool
         from cron_scheduler.runner import set_child_subreaper, use_cgroups
 
@@ -126,13 +129,14 @@ class Daemon:
         lock.acquire()
         cgroups = None
         try:
-            wake_fd = self._install_signals()
+            loop = Loop()
+            self._install_signals(loop)
             subreaper = set_child_subreaper()
             history = History.open(self.home, check=True)
             history.repairs = True
             cgroups = self._kill_method()
             pool = LocalPool(max_workers=self.config.max_workers, kill_grace=self.config.kill_grace,
-                             wake_fd=wake_fd)
+                             loop=loop, reap_orphans=subreaper)
             now = utcnow()
             engine = Engine(self.home, self.config, pool, history, started=now)
             requests = Requests(engine)
@@ -180,6 +184,7 @@ class Daemon:
             now = utcnow()
             if self.stopping:
                 return self._shutdown(engine, pool, finished)
+            finished += pool.results()
             try:
                 engine.record_all(finished, now)
                 finished = []
@@ -195,7 +200,7 @@ class Daemon:
                 write_error = str(exc)
                 engine.forget()
                 timeout = WRITE_RETRY
-            finished += pool.wait(timeout)
+            pool.loop.run(timeout)
 
     def _step(self, engine, requests, now) -> bool:
         """One pass: store, requests, due slots, waves, starts. False once --once is done.
@@ -210,7 +215,9 @@ class Daemon:
                 self.fired = True
             engine.advance_waves(now)
             engine.start_queued(now)
-            self.retry_at = engine.retry_due()
+            # retries due by now were offered a worker; those still queued wait for one to free
+            # up (a run ending wakes the loop and changes state.db), not for a timeout
+            self.retry_at = engine.retry_due(after=now)
         if self.once and not engine.history.has_active():
             log.info("--once: nothing left to run; exiting")
             return False
@@ -237,18 +244,21 @@ class Daemon:
         log.info("reloaded store and config (SIGHUP)")
         return True
 
-    def _next_slot(self, engine):
-        """The next timer slot this daemon will fire; none once --once took its slots."""
-        return None if self.once and self.fired else engine.next_slot()
+    def _wake_times(self, engine) -> list:
+        """The next slot (with --once, only until the due slots were taken) and next retry."""
+        times = [self.retry_at] if self.once and self.fired else [engine.next_slot(), self.retry_at]
+        return [when for when in times if when is not None]
 
     def _due(self, engine, now) -> bool:
-        return any(when is not None and when <= now for when in (self._next_slot(engine), self.retry_at))
+        return any(when <= now for when in self._wake_times(engine))
 
     def _timeout(self, engine, now) -> float:
+        """Until the next wake time still to come; what is due already was handled by the pass
+        just done, and waits for an event if it could not start (never a zero timeout)."""
         timeout = STORE_POLL
-        for when in (self._next_slot(engine), self.retry_at):
-            if when is not None:
-                timeout = min(timeout, max(0.0, (when - now).total_seconds()))
+        for when in self._wake_times(engine):
+            if when > now:
+                timeout = min(timeout, (when - now).total_seconds())
         return timeout
 
     def _shutdown(self, engine, pool, finished: list) -> int:

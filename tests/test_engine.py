@@ -3,20 +3,25 @@
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timezone
 
-from harness import pid_alive, wait_until
+from harness import pid_alive
 
-from cron_scheduler.engine import Engine, recover
+from cron_scheduler.engine import Engine, _status_of, recover
 from cron_scheduler.history import History
 from cron_scheduler.home import Config, Home
 from cron_scheduler.models import RunStatus
 from cron_scheduler.pool import LocalPool
-from cron_scheduler.runner import MARKER_VAR
+from cron_scheduler.models import Job
+from cron_scheduler.runner import MARKER_VAR, Outcome, RunResult
 
 
-def test_recover_kills_descendants_of_a_dead_run_and_records_it_interrupted(tmp_path):
+def test_recover_records_a_dead_run_interrupted_and_does_not_chase_what_it_left(tmp_path):
+    # The run's main process ended while no daemon ran; a background process it started lives
+    # on. Without the crash the pool would not have chased it (a run ends when its main
+    # process does): recovery must not kill it either.
     home = Home(tmp_path / "home").ensure()
     marker = uuid.uuid4().hex
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
@@ -33,10 +38,28 @@ def test_recover_kills_descendants_of_a_dead_run_and_records_it_interrupted(tmp_
         engine = Engine(home, Config(), LocalPool(), history)
         recover(engine, now)
         assert history.get_run(run_id).status == "interrupted"
-        wait_until("the leftover descendant to be killed", lambda: leftover.poll() is not None, 10,
-                   interval=0.05)
-        assert not pid_alive(leftover.pid)
+        time.sleep(0.5)  # a kill, had one been sent, lands well within this
+        assert leftover.poll() is None and pid_alive(leftover.pid)
     finally:
         if leftover.poll() is None:
             leftover.kill()
         leftover.wait()
+
+
+def test_run_status_comes_from_the_pools_outcome_not_from_error_text():
+    def result(outcome, **kw):
+        return RunResult(run_id=1, pid=None, started_at=0.0, finished_at=1.0, outcome=outcome, **kw)
+    assert _status_of(result(Outcome.EXITED, exit_code=0)) == "succeeded"
+    assert _status_of(result(Outcome.EXITED, exit_code=3)) == "failed"
+    assert _status_of(result(Outcome.SIGNALED, signal=9)) == "failed"
+    assert _status_of(result(Outcome.TIMED_OUT, signal=15)) == "timeout"
+    assert _status_of(result(Outcome.CANCELLED, signal=15)) == "killed"
+    assert _status_of(result(Outcome.UNKNOWN)) == "interrupted"
+    assert _status_of(result(Outcome.LOST)) == "failed"
+    assert _status_of(result(Outcome.SPAWN_FAILED, error="No such file")) == "failed"
+    assert _status_of(result(Outcome.UNKNOWN, error="anything at all")) == "interrupted"
+
+
+def test_the_engine_leaves_the_interpreter_of_a_py_script_to_the_pool():
+    job = Job(id="p", schedule="@after", command=("tool.py", "--flag"))
+    assert Engine.argv(job) == ("tool.py", "--flag")

@@ -22,14 +22,15 @@ from cron_scheduler.home import Config, Home
 from cron_scheduler.jobs import JobService
 from cron_scheduler.models import CatchUp, Job, Overlap, RunStatus, Trigger, to_iso
 from cron_scheduler.pool import Pool
-from cron_scheduler.runner import RunResult
+from cron_scheduler.runner import Outcome, RunResult
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 S = RunStatus
 
 
-class FakePool(Pool):
-    """Accepts runs and keeps them 'running' until the test finishes them."""
+class ManualPool(Pool):
+    """Accepts runs and keeps them 'running' until the test finishes them (the contract tests'
+    tests/fake_pool.py ends runs on loop timers instead)."""
 
     def __init__(self, max_workers: int = 10):
         self.max_workers = max_workers
@@ -39,17 +40,17 @@ class FakePool(Pool):
     def free_slots(self) -> int:
         return self.max_workers - len(self.specs)
 
-    def submit(self, spec) -> int:
+    def submit(self, spec):
         self.specs[spec.run_id] = spec
-        return 999_999_999  # no such process
+        return {"pid": None, "pid_start": None, "marker": spec.marker}
 
     def cancel(self, run_id: int, reason: str) -> None:
         self.cancelled.append(run_id)
 
-    def running(self) -> dict[int, int]:
-        return {run_id: 999_999_999 for run_id in self.specs}
+    def running(self) -> set[int]:
+        return set(self.specs)
 
-    def wait(self, timeout):
+    def results(self):
         return []
 
     def shutdown(self, grace):
@@ -58,7 +59,7 @@ class FakePool(Pool):
     def finish(self, run_id: int, at: datetime, exit_code: int = 0) -> RunResult:
         self.specs.pop(run_id)
         return RunResult(run_id=run_id, pid=None, started_at=at.timestamp() - 1, finished_at=at.timestamp(),
-                         exit_code=exit_code)
+                         exit_code=exit_code, outcome=Outcome.EXITED)
 
 
 def job(job_id: str, schedule: str = "@after", **kw) -> Job:
@@ -74,7 +75,7 @@ def site(tmp_path):
 class Site:
     def __init__(self, home: Home):
         self.home = home
-        self.pool = FakePool()
+        self.pool = ManualPool()
         self.history = History.open(home)
         self.engine: Engine | None = None
 

@@ -3,6 +3,7 @@ conditions polled (never asserted after a fixed sleep)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import pid_alive as alive
+from harness import pid_alive as alive, pid_state
+from cron_scheduler.loop import Loop
 from cron_scheduler.pool import UNKNOWN_STATUS, LocalPool
-from cron_scheduler.runner import (MARKER_VAR, RunResult, RunSpec, find_marked, kill_tree,
+from cron_scheduler.runner import (MARKER_VAR, Outcome, RunResult, RunSpec, find_marked, kill_tree,
                                    process_start_time)
 
 GRACE = 1.0
@@ -170,8 +172,8 @@ def test_timeout_kills_the_whole_tree(pool, tmp_path):
 
 def test_cancel_kills_the_whole_tree(pool, tmp_path):
     spec = tree_spec(tmp_path, 1)
-    pid = pool.submit(spec)
-    assert pool.running() == {1: pid}
+    handle = pool.submit(spec)
+    assert pool.running() == {1} and handle["marker"] == spec.marker
     assert poll_until(lambda: len(tree_pids(tmp_path)) == len(ROLES), pool=pool)
     pids = tree_pids(tmp_path)
     assert find_marked(spec.marker) == set(pids.values())
@@ -181,7 +183,7 @@ def test_cancel_kills_the_whole_tree(pool, tmp_path):
     assert r.cancelled and r.cancel_reason == "stopped by user" and not r.timed_out
     assert r.signal == signal.SIGTERM
     assert_nothing_survives(spec.marker, pids.values())
-    assert pool.running() == {}
+    assert pool.running() == set()
 
 
 def test_cancel_of_a_cooperative_run_does_not_wait_for_the_grace(tmp_path):
@@ -212,14 +214,14 @@ def test_max_workers_respected_via_free_slots(tmp_path):
         assert pool.free_slots() == 1 and set(pool.running()) == {2}
     finally:
         pool.shutdown(0)
-    assert pool.running() == {}
+    assert pool.running() == set()
 
 
 def test_spawn_failure_is_a_result_not_an_exception(pool, tmp_path):
     missing = str(tmp_path / "no-such-program")
     assert pool.submit(make_spec(tmp_path, 1, argv=(missing,))) is None
     assert pool.submit(make_spec(tmp_path, 2, argv=("no-such-program-xyz",))) is None
-    assert pool.free_slots() == 10 and pool.running() == {}
+    assert pool.free_slots() == 10 and pool.running() == set()
     results = wait_for(pool, [1, 2], deadline=5)
     assert results[1].error == f"No such file or directory: {missing!r}"
     assert results[2].error == "No such file or directory: 'no-such-program-xyz'"
@@ -230,7 +232,9 @@ def test_spawn_failure_is_a_result_not_an_exception(pool, tmp_path):
 def test_wake_fd_makes_wait_return_early(tmp_path):
     r, w = os.pipe()
     os.set_blocking(r, False)
-    pool = LocalPool(kill_grace=GRACE, wake_fd=r)
+    loop = Loop()
+    loop.add_wake_fd(r)
+    pool = LocalPool(kill_grace=GRACE, loop=loop)
     try:
         pool.submit(sleeper(tmp_path, 1))
         timer = threading.Timer(0.3, os.write, (w, b"\0\0\0"))
@@ -241,7 +245,7 @@ def test_wake_fd_makes_wait_return_early(tmp_path):
         timer.join()
         with pytest.raises(BlockingIOError):  # drained
             os.read(r, 10)
-        assert pool.running().keys() == {1}
+        assert pool.running() == {1}
     finally:
         pool.shutdown(0)
         os.close(r)
@@ -314,16 +318,17 @@ print(p.pid)
                              check=True).stdout)
     start_time = process_start_time(pid)
     assert start_time is not None
-    assert not pool.adopt(7, pid, marker, time.time(), None, start_time=start_time + 1)
-    assert pool.adopt(7, pid, marker, time.time(), None, log_path=tmp_path / "none.log",
-                      start_time=start_time)
-    assert pool.running() == {7: pid} and pool.free_slots() == 9
+    handle = {"pid": pid, "pid_start": start_time, "marker": marker}
+    assert not pool.adopt(7, dict(handle, pid_start=start_time + 1), time.time(), None, None, 0)
+    assert pool.adopt(7, handle, time.time(), None, tmp_path / "none.log", 1 << 20)
+    assert pool.running() == {7} and pool.free_slots() == 9
     r = wait_for(pool, [7])[7]
     if r.error is None:  # only if this process happened to inherit it as a subreaper
         assert r.exit_code == 5
     else:
-        assert r.error == UNKNOWN_STATUS and r.exit_code is None and r.signal is None
-    assert not pool.adopt(8, pid, marker, time.time(), None)  # gone now
+        assert r.outcome is Outcome.UNKNOWN and r.error == UNKNOWN_STATUS
+        assert r.exit_code is None and r.signal is None
+    assert not pool.adopt(8, handle, time.time(), None, None, 0)  # gone now
 
 
 def test_adopted_run_gets_its_timeout(pool, tmp_path):
@@ -332,8 +337,108 @@ def test_adopted_run_gets_its_timeout(pool, tmp_path):
                             env=dict(os.environ, **{MARKER_VAR: marker}),
                             start_new_session=True)
     try:
-        assert pool.adopt(3, proc.pid, marker, time.time(), 0.2)
+        handle = {"pid": proc.pid, "pid_start": process_start_time(proc.pid), "marker": marker}
+        assert pool.adopt(3, handle, time.time(), 0.2, None, 0)
         r = wait_for(pool, [3])[3]
         assert r.timed_out and find_marked(marker) == set()
     finally:
         proc.returncode = proc.returncode or 0  # reaped by the pool, not by Popen
+
+
+def test_the_pool_never_takes_the_status_of_a_child_that_is_not_its_run(pool, tmp_path):
+    # Another child of the same process exits 7 next to a run that exits 3: each status stays
+    # with its own process (wait4(-1) in the pool used to reap the other child, whose owner
+    # then read 0).
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(7)"])
+    assert poll_until(lambda: pid_state(other.pid) == "Z")
+    pool.submit(make_spec(tmp_path, 1, "import sys; sys.exit(3)"))
+    r = wait_for(pool, [1])[1]
+    assert (r.outcome, r.exit_code) == (Outcome.EXITED, 3)
+    assert other.wait(10) == 7
+
+
+SUBREAPER = """
+import json, os, signal, sys, time, uuid
+from pathlib import Path
+from cron_scheduler.loop import Loop
+from cron_scheduler.pool import LocalPool
+from cron_scheduler.runner import RunSpec, set_child_subreaper
+
+assert set_child_subreaper()
+r, w = os.pipe()
+os.set_blocking(r, False); os.set_blocking(w, False)
+signal.set_wakeup_fd(w)
+signal.signal(signal.SIGCHLD, lambda *a: None)
+loop = Loop()
+loop.add_wake_fd(r)
+pool = LocalPool(max_workers=8, loop=loop, reap_orphans=True)
+tmp = Path(sys.argv[1])
+# each run leaves a detached grandchild that exits 0 soon after the run exits 3
+code = ("import subprocess, sys; p = subprocess.Popen(['/bin/sh', '-c', 'sleep 0.3'], start_new_session=True); "
+        "print(p.pid, flush=True); sys.exit(3)")
+for i in range(1, 7):
+    pool.submit(RunSpec(i, "j", (sys.executable, "-c", code), dict(os.environ), None,
+                        tmp / f"{i}.log", 1000, None, uuid.uuid4().hex))
+got = {}
+while len(got) < 6:
+    got.update((res.run_id, res.exit_code) for res in pool.wait(30))
+orphans = [int((tmp / f"{i}.log").read_text()) for i in range(1, 7)]
+end = time.monotonic() + 20
+while time.monotonic() < end and any(os.path.exists(f"/proc/{p}") for p in orphans):
+    loop.run(end - time.monotonic())  # SIGCHLD wakes the loop; the orphans are reaped
+zombies = [p for p in orphans if os.path.exists(f"/proc/{p}")]  # a zombie still has its entry
+print(json.dumps({"codes": sorted(got.values()), "zombies": zombies}))
+"""
+
+
+def test_a_subreaper_pool_reaps_orphans_and_keeps_each_runs_status(tmp_path):
+    out = subprocess.run([sys.executable, "-c", SUBREAPER, str(tmp_path)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report == {"codes": [3] * 6, "zombies": []}
+
+
+def test_the_pool_runs_a_py_script_with_its_own_interpreter(pool, tmp_path):
+    script = tmp_path / "plain.py"  # not executable, no shebang
+    script.write_text("import sys; print(sys.executable)\n")
+    spec = make_spec(tmp_path, 1, argv=(str(script),))
+    pool.submit(spec)
+    r = wait_for(pool, [1])[1]
+    assert r.exit_code == 0 and spec.log_path.read_text().strip() == sys.executable
+
+
+def test_adopt_finds_a_run_whose_pid_was_never_recorded_by_its_marker(pool, tmp_path):
+    # The previous daemon died between spawning the run and recording its pid: the run's main
+    # process leads its own session and carries the marker; it is re-supervised, not killed.
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                            env=dict(os.environ, **{MARKER_VAR: marker}), start_new_session=True)
+    try:
+        assert poll_until(lambda: find_marked(marker) == {proc.pid})
+        handle = {"pid": None, "pid_start": None, "marker": marker}
+        assert pool.adopt(4, handle, time.time(), None, None, 1 << 20)
+        assert pool.running() == {4} and alive(proc.pid)
+        pool.cancel(4, "stop")
+        r = wait_for(pool, [4])[4]
+        assert r.outcome is Outcome.CANCELLED and find_marked(marker) == set()
+    finally:
+        proc.returncode = proc.returncode or 0  # reaped by the pool, not by Popen
+
+
+def test_a_stop_waiting_for_a_stubborn_descendant_sleeps(tmp_path):
+    # The main process exits on SIGTERM; a child ignoring it keeps the output pipe open until
+    # SIGKILL at the end of the grace. Those seconds are spent asleep, not spinning.
+    pool = LocalPool(kill_grace=2.0)
+    try:
+        spec = tree_spec(tmp_path, 1)
+        pool.submit(spec)
+        assert poll_until(lambda: len(tree_pids(tmp_path)) == len(ROLES), pool=pool)
+        pool.cancel(1, "stop")
+        cpu, start = time.process_time(), time.monotonic()
+        r = wait_for(pool, [1])[1]
+        wall = time.monotonic() - start
+        assert r.cancelled and wall >= 1.8
+        assert time.process_time() - cpu < 0.3 * wall, f"{time.process_time() - cpu:.2f}s CPU in {wall:.2f}s"
+    finally:
+        pool.shutdown(0)

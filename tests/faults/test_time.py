@@ -187,7 +187,7 @@ class StubPool(Pool):
     def submit(self, spec: RunSpec) -> int | None:
         self.specs.append(spec)
         self.pending.append(spec)
-        return FAKE_PID
+        return {"pid": FAKE_PID, "pid_start": None, "marker": spec.marker}
 
     def cancel(self, run_id: int, reason: str) -> None:
         pass
@@ -200,6 +200,9 @@ class StubPool(Pool):
         done, self.pending = self.pending, []
         return [RunResult(run_id=s.run_id, pid=FAKE_PID, started_at=ts, finished_at=ts, exit_code=0)
                 for s in done]
+
+    def results(self):
+        return self.wait(0)
 
     def shutdown(self, grace: float):
         return self.wait(0)
