@@ -82,19 +82,21 @@ class Loop:
         """Dispatch fd events and due timers until notify() or timeout (None: no limit). Returns
         at once if nothing could ever happen (no fd, no timer, no timeout)."""
         end = None if timeout is None else time.monotonic() + timeout
+        polled = False  # even run(0) selects once: output and exits are only seen by a select()
         while True:
             now = time.monotonic()
             self._fire_timers(now)
             if self._notified:
                 self._notified = False
                 return
-            if end is not None and now >= end:
+            if polled and end is not None and now >= end:
                 return
             wait = self._wait(now, end)
             if wait is None and not self._sel.get_map():
                 return
             for key, _ in self._sel.select(wait):
                 key.data()
+            polled = True
 
     def close(self) -> None:
         self._sel.close()
