@@ -31,6 +31,18 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def no_headers_option(f):
+    return click.option("--no-headers", is_flag=True, help="Print the table without its header line.")(f)
+
+
+def text_style() -> dict[str, Any]:
+    """How tables are printed to stdout: colour on a terminal only (never with NO_COLOR), fitted
+    to its width."""
+    from cron_scheduler import humanize
+    out = sys.stdout
+    return {"colour": humanize.use_colour(out), "width": humanize.width(out)}
+
+
 def job_options(f):
     """The job-definition options shared by add/create_cron and update."""
     options = [
@@ -108,8 +120,10 @@ def _print_job_added(service, job, as_json: bool) -> None:
     if as_json:
         emit_json(job_view(job, nxt[0] if nxt else None))
     else:
-        when = nxt[0].astimezone().isoformat(timespec="seconds") if nxt else "-"
-        click.echo(f"{job.id}: saved ({job.schedule}); next run {when}")
+        from cron_scheduler.humanize import when
+        from cron_scheduler.views import text_zone
+        shown = when(nxt[0], text_zone(service.home), utcnow()) if nxt else "-"
+        click.echo(f"{job.id}: saved ({job.schedule}); next run {shown}")
 
 
 @cli.command("update")
@@ -167,16 +181,18 @@ def resume_cmd(job_ids, home):
 
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True)
+@no_headers_option
 @home_option
-def list_cmd(as_json, home):
+def list_cmd(as_json, no_headers, home):
     """List jobs with their next run."""
     from cron_scheduler.views import list_view
-    rows = list_view(get_home(home))
+    h = get_home(home)
+    rows = list_view(h)
     if as_json:
         emit_json(rows)
         return
-    from cron_scheduler.views import format_table
-    click.echo(format_table(rows))
+    from cron_scheduler.views import format_table, text_zone
+    click.echo(format_table(rows, text_zone(h), headers=not no_headers, **text_style()))
 
 
 @cli.command("show")
@@ -185,12 +201,13 @@ def list_cmd(as_json, home):
 @home_option
 def show_cmd(job_id, as_json, home):
     """Show one job's definition and next run."""
-    from cron_scheduler.views import format_job, show_view
-    data = show_view(get_home(home), job_id)
+    from cron_scheduler.views import format_job, show_view, text_zone
+    h = get_home(home)
+    data = show_view(h, job_id)
     if as_json:
         emit_json(data)
     else:
-        click.echo(format_job(data))
+        click.echo(format_job(data, text_zone(h)))
 
 
 @cli.command("next")
@@ -202,13 +219,13 @@ def show_cmd(job_id, as_json, home):
 @home_option
 def next_cmd(target, count, timezone, start, as_json, home):
     """The coming fire times of a job or of a schedule expression."""
-    from cron_scheduler.views import next_view
-    times = next_view(get_home(home), target, count, timezone, start)
+    from cron_scheduler.views import format_next, next_times
+    times = next_times(get_home(home), target, count, timezone, start)
     if as_json:
-        emit_json(times)
+        emit_json([t.isoformat() for t in times])
     else:
-        for t in times:
-            click.echo(t)
+        for line in format_next(times, show_relative=not start):
+            click.echo(line)
 
 
 @cli.command("graph")
@@ -241,12 +258,15 @@ def validate_cmd(expr, home):
 @home_option
 def status_cmd(as_json, home):
     """Daemon up?, home, job count, running runs, next due."""
-    from cron_scheduler.views import format_status, status_view
-    data = status_view(get_home(home))
+    from cron_scheduler.control import run_jobs
+    from cron_scheduler.views import format_status, status_view, text_zone
+    h = get_home(home)
+    data = status_view(h)
     if as_json:
         emit_json(data)
     else:
-        click.echo(format_status(data))
+        click.echo(format_status(data, run_jobs(h, data["running"]), text_zone(h),
+                                 colour=text_style()["colour"]))
 
 
 cli.add_command(add_cmd)

@@ -7,16 +7,22 @@ import time
 
 import click
 
-from cron_scheduler.cli import cli, emit_json, get_home, home_option
+from cron_scheduler.cli import cli, emit_json, get_home, home_option, no_headers_option, text_style
 
 MAX_WORKERS = 1000  # the same bound as python -m cron_scheduler.scheduler --max-workers
 
 
-def _announce(result: str | None, what: str) -> None:
+def _announce(result: str | None, what: str, home=None, order: list[str] | None = None) -> None:
+    """The daemon's answer ("runs 2 3 4", "stopping 5") with each run's job next to its id."""
+    from cron_scheduler.control import named_runs, run_jobs
     if result is None:
         click.echo(f"{what}: queued; no daemon is running, it will be handled when one starts", err=True)
-    else:
-        click.echo(f"{what}: {result}")
+        return
+    word, _, rest = result.partition(" ")
+    if home is not None and word in ("runs", "stopping") and rest and all(x.isdigit() for x in rest.split()):
+        ids = [int(x) for x in rest.split()]
+        result = f"{word} {named_runs(ids, run_jobs(home, ids), order)}"
+    click.echo(f"{what}: {result}")
 
 
 @cli.command("run")
@@ -41,7 +47,7 @@ def run_cmd(job_ids, no_deps, with_upstream, wait, wait_timeout, home):
     if with_upstream:
         jobs = upstream_closure(service.all(), jobs)
     _, result = send_request(h, "run", {"jobs": jobs, "no_deps": no_deps})
-    _announce(result, "run " + " ".join(jobs))
+    _announce(result, "run " + " ".join(jobs), h, jobs)
     if wait and result is not None:
         runs = wait_for_runs(h, run_ids(result), wait_timeout)
         for run in runs:
@@ -72,7 +78,7 @@ def stop_cmd(job_ids, stop_all, run_id, home):
         what += [f"run {', '.join(map(str, run_id))}"] if run_id and not stop_all else []
         click.echo(f"stop: nothing to stop: {' or '.join(what)} is queued, waiting or running")
         return
-    _announce(result, "stop")
+    _announce(result, "stop", h)
 
 
 @cli.command("rerun")
@@ -84,7 +90,7 @@ def rerun_cmd(run_id, home):
     h = get_home(home)
     require_run(h, run_id)
     _, result = send_request(h, "rerun", {"run_id": run_id})
-    _announce(result, f"rerun {run_id}")
+    _announce(result, f"rerun {run_id}", h)
 
 
 @cli.command("history")
@@ -92,21 +98,18 @@ def rerun_cmd(run_id, home):
 @click.option("--limit", "-n", type=click.IntRange(1, 100000), default=20, show_default=True)
 @click.option("--status", metavar="STATUS", help="Only runs with this status.")
 @click.option("--json", "as_json", is_flag=True)
+@no_headers_option
 @home_option
-def history_cmd(job_id, limit, status, as_json, home):
+def history_cmd(job_id, limit, status, as_json, no_headers, home):
     """Runs, newest first."""
     from cron_scheduler.control import history_view
-    rows = history_view(get_home(home), job_id, limit, status)
+    from cron_scheduler.views import format_history, text_zone
+    h = get_home(home)
+    rows = history_view(h, job_id, limit, status)
     if as_json:
         emit_json(rows)
         return
-    if not rows:
-        click.echo("no runs")
-    for r in rows:
-        took = f"{r['duration']:.2f}s" if r["duration"] is not None else "-"
-        code = r["signal"] or ("" if r["exit_code"] is None else f"exit {r['exit_code']}")
-        click.echo(f"{r['run_id']:>6}  {r['job_id']:<16} {r['status']:<11} {r['trigger']:<10} "
-                   f"{r['scheduled_for']}  {took:>8}  {code}  {r['reason'] or ''}".rstrip())
+    click.echo(format_history(rows, text_zone(h), headers=not no_headers, **text_style()))
 
 
 @cli.command("logs")
