@@ -103,7 +103,7 @@ def test_history_golden(home):
         "3    backup  running    schedule  2026-01-05 12:58:00 CET (2m ago)     -      -\n"
         "2    report  failed     schedule  2026-01-04 03:00:00 CET (1d10h ago)  1m05s  exit 3  exit 3\n"
         "1    backup  succeeded  schedule  2026-01-04 03:00:00 CET (1d10h ago)  0.42s  exit 0\n")
-    assert run_cli(home, "history", "--no-headers").splitlines()[0].startswith("3    backup  running")
+    assert run_cli(home, "history", "--no-headers").splitlines()[0].startswith("3  backup  running")
 
 
 def test_next_golden_in_the_jobs_zone_and_with_tz(home):
