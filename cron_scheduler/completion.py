@@ -31,16 +31,15 @@ def job_ids(ctx: Any, param: Any, incomplete: str) -> list:
 
 
 def run_ids(ctx: Any, param: Any, incomplete: str) -> list:
-    """The newest runs (of the job named before, if any), newest first."""
+    """The newest runs, newest first, each with its job and status as help."""
     from click.shell_completion import CompletionItem
     try:
         from cron_scheduler.history import History
         home = _home(ctx)
         if not home.state_db.exists():
             return []
-        job = ctx.params.get("job_id")
         with History.opened(home) as history:
-            runs = history.runs(job if isinstance(job, str) else None, limit=RECENT_RUNS)
+            runs = history.runs(limit=RECENT_RUNS)
         return [CompletionItem(str(r.run_id), help=f"{r.job_id} {r.status}")
                 for r in runs if str(r.run_id).startswith(incomplete)]
     except Exception:  # noqa: BLE001
