@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from cron_scheduler.completion import job_ids as complete_jobs
+
 HOME_HELP = "State directory (default: $CRON_SCHEDULER_HOME, else $XDG_STATE_HOME/cron-scheduler)."
 
 
@@ -29,6 +31,18 @@ def get_home(home: str | None):
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def no_headers_option(f):
+    return click.option("--no-headers", is_flag=True, help="Print the table without its header line.")(f)
+
+
+def text_style() -> dict[str, Any]:
+    """How tables are printed to stdout: colour on a terminal only (never with NO_COLOR), fitted
+    to its width."""
+    from cron_scheduler import humanize
+    out = sys.stdout
+    return {"colour": humanize.use_colour(out), "width": humanize.width(out)}
 
 
 def job_options(f):
@@ -77,7 +91,7 @@ Examples:
 Put `--` before script arguments that start with '-'."""
 
 
-@click.command("add", epilog=ADD_EPILOG)
+@click.command("add", short_help="Add a job with a schedule and a command.", epilog=ADD_EPILOG)
 @click.argument("job_id", metavar="ID")
 @job_options
 @click.option("--shell", is_flag=True, default=None, help="Run SCRIPT as one string through /bin/sh -c.")
@@ -98,22 +112,28 @@ def add_cmd(job_id, schedule_expr, command, shell, paused, replace, no_check, as
     service = JobService(get_home(home))
     job = job_from_options(job_id, opts, check_script=not no_check, default_zone=service.default_zone())
     job = service.add(job, replace=replace)
-    _print_job_added(service, job, as_json)
+    _print_job_added(service, job, as_json, opts)
 
 
-def _print_job_added(service, job, as_json: bool) -> None:
+def _print_job_added(service, job, as_json: bool, opts: dict | None = None) -> None:
     from cron_scheduler.jobs import job_view, next_runs
+    from cron_scheduler.lint import job_warnings
     from cron_scheduler.models import utcnow
     nxt = next_runs(job, utcnow(), 1, service.default_zone()) if job.enabled else []
+    prog = click.get_current_context().find_root().info_name or "cron-scheduler"
+    for warning in job_warnings(job, opts or {}, nxt[0] if nxt else None, utcnow()):
+        click.echo(f"{prog}: warning: {job.id}: {warning}", err=True)
     if as_json:
         emit_json(job_view(job, nxt[0] if nxt else None))
     else:
-        when = nxt[0].astimezone().isoformat(timespec="seconds") if nxt else "-"
-        click.echo(f"{job.id}: saved ({job.schedule}); next run {when}")
+        from cron_scheduler.humanize import when
+        from cron_scheduler.views import text_zone
+        shown = when(nxt[0], text_zone(service.home), utcnow()) if nxt else "-"
+        click.echo(f"{job.id}: saved ({job.schedule}); next run {shown}")
 
 
 @cli.command("update")
-@click.argument("job_id", metavar="ID")
+@click.argument("job_id", metavar="ID", shell_complete=complete_jobs)
 @job_options
 @click.option("--schedule", "schedule_expr", metavar="SCHEDULE", help="New schedule.")
 @click.option("--command", "command_line", metavar="COMMAND", help="New command line (split like a shell).")
@@ -129,11 +149,11 @@ def update_cmd(job_id, schedule_expr, command_line, shell, no_check, as_json, ho
         opts["command"] = [command_line] if shell else parse_command_string(command_line)
     service = JobService(get_home(home))
     job = service.update(job_id, opts, check_script=not no_check)
-    _print_job_added(service, job, as_json)
+    _print_job_added(service, job, as_json, opts)
 
 
 @cli.command("remove")
-@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True, shell_complete=complete_jobs)
 @click.option("--force", is_flag=True, help="Also drop the dependency from jobs that depend on it.")
 @home_option
 def remove_cmd(job_ids, force, home):
@@ -149,8 +169,8 @@ def _set_enabled(job_ids, home, enabled: bool) -> None:
         click.echo(f"{job.id}: {'resumed' if enabled else 'paused'}")
 
 
-@cli.command("pause")
-@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@cli.command("pause", short_help="Pause jobs: no new slots until they are resumed.")
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True, shell_complete=complete_jobs)
 @home_option
 def pause_cmd(job_ids, home):
     """Pause jobs: they keep their definition and history but get no new slots."""
@@ -158,7 +178,7 @@ def pause_cmd(job_ids, home):
 
 
 @cli.command("resume")
-@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True, shell_complete=complete_jobs)
 @home_option
 def resume_cmd(job_ids, home):
     """Resume paused jobs."""
@@ -167,34 +187,37 @@ def resume_cmd(job_ids, home):
 
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True)
+@no_headers_option
 @home_option
-def list_cmd(as_json, home):
+def list_cmd(as_json, no_headers, home):
     """List jobs with their next run."""
     from cron_scheduler.views import list_view
-    rows = list_view(get_home(home))
+    h = get_home(home)
+    rows = list_view(h)
     if as_json:
         emit_json(rows)
         return
-    from cron_scheduler.views import format_table
-    click.echo(format_table(rows))
+    from cron_scheduler.views import format_table, text_zone
+    click.echo(format_table(rows, text_zone(h), headers=not no_headers, **text_style()))
 
 
 @cli.command("show")
-@click.argument("job_id", metavar="ID")
+@click.argument("job_id", metavar="ID", shell_complete=complete_jobs)
 @click.option("--json", "as_json", is_flag=True)
 @home_option
 def show_cmd(job_id, as_json, home):
     """Show one job's definition and next run."""
-    from cron_scheduler.views import format_job, show_view
-    data = show_view(get_home(home), job_id)
+    from cron_scheduler.views import format_job, show_view, text_zone
+    h = get_home(home)
+    data = show_view(h, job_id)
     if as_json:
         emit_json(data)
     else:
-        click.echo(format_job(data))
+        click.echo(format_job(data, text_zone(h)))
 
 
-@cli.command("next")
-@click.argument("target", metavar="ID|EXPR")
+@cli.command("next", short_help="Show the coming fire times of a job or a schedule.")
+@click.argument("target", metavar="ID|EXPR", shell_complete=complete_jobs)
 @click.option("--count", "-n", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--tz", "timezone", metavar="ZONE", help="Zone an expression is read in, or a job's times are shown in.")
 @click.option("--from", "start", metavar="ISO-TIME", help="Start from this instant instead of now.")
@@ -202,17 +225,17 @@ def show_cmd(job_id, as_json, home):
 @home_option
 def next_cmd(target, count, timezone, start, as_json, home):
     """The coming fire times of a job or of a schedule expression."""
-    from cron_scheduler.views import next_view
-    times = next_view(get_home(home), target, count, timezone, start)
+    from cron_scheduler.views import format_next, next_times
+    times = next_times(get_home(home), target, count, timezone, start)
     if as_json:
-        emit_json(times)
+        emit_json([t.isoformat() for t in times])
     else:
-        for t in times:
-            click.echo(t)
+        for line in format_next(times, show_relative=not start):
+            click.echo(line)
 
 
-@cli.command("graph")
-@click.argument("job_id", metavar="[ID]", required=False)
+@cli.command("graph", short_help="Show the dependency graph of the jobs.")
+@click.argument("job_id", metavar="[ID]", required=False, shell_complete=complete_jobs)
 @click.option("--json", "as_json", is_flag=True)
 @home_option
 def graph_cmd(job_id, as_json, home):
@@ -226,7 +249,7 @@ def graph_cmd(job_id, as_json, home):
         click.echo(line)
 
 
-@cli.command("validate")
+@cli.command("validate", short_help="Check a schedule expression (exit 0 if valid, 2 if not).")
 @click.argument("expr", metavar="EXPR")
 @home_option
 def validate_cmd(expr, home):
@@ -236,17 +259,20 @@ def validate_cmd(expr, home):
     click.echo(f"valid: {schedule.describe(sched)}")
 
 
-@cli.command("status")
+@cli.command("status", short_help="Show whether the daemon runs and what is due next.")
 @click.option("--json", "as_json", is_flag=True)
 @home_option
 def status_cmd(as_json, home):
     """Daemon up?, home, job count, running runs, next due."""
-    from cron_scheduler.views import format_status, status_view
-    data = status_view(get_home(home))
+    from cron_scheduler.control import run_jobs
+    from cron_scheduler.views import format_status, status_view, text_zone
+    h = get_home(home)
+    data = status_view(h)
     if as_json:
         emit_json(data)
     else:
-        click.echo(format_status(data))
+        click.echo(format_status(data, run_jobs(h, data["running"]), text_zone(h),
+                                 colour=text_style()["colour"]))
 
 
 cli.add_command(add_cmd)

@@ -7,20 +7,29 @@ import time
 
 import click
 
-from cron_scheduler.cli import cli, emit_json, get_home, home_option
+from cron_scheduler.completion import job_ids as complete_jobs
+from cron_scheduler.completion import run_ids as complete_runs
+
+from cron_scheduler.cli import cli, emit_json, get_home, home_option, no_headers_option, text_style
 
 MAX_WORKERS = 1000  # the same bound as python -m cron_scheduler.scheduler --max-workers
 
 
-def _announce(result: str | None, what: str) -> None:
+def _announce(result: str | None, what: str, home=None, order: list[str] | None = None) -> None:
+    """The daemon's answer ("runs 2 3 4", "stopping 5") with each run's job next to its id."""
+    from cron_scheduler.control import named_runs, run_jobs
     if result is None:
         click.echo(f"{what}: queued; no daemon is running, it will be handled when one starts", err=True)
-    else:
-        click.echo(f"{what}: {result}")
+        return
+    word, _, rest = result.partition(" ")
+    if home is not None and word in ("runs", "stopping") and rest and all(x.isdigit() for x in rest.split()):
+        ids = [int(x) for x in rest.split()]
+        result = f"{word} {named_runs(ids, run_jobs(home, ids), order)}"
+    click.echo(f"{what}: {result}")
 
 
 @cli.command("run")
-@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True, shell_complete=complete_jobs)
 @click.option("--no-deps", is_flag=True, help="Start the named jobs even if their upstreams did not succeed.")
 @click.option("--with-upstream", is_flag=True,
               help="Also run the jobs' upstreams (transitively) in the same wave, upstreams first.")
@@ -41,7 +50,7 @@ def run_cmd(job_ids, no_deps, with_upstream, wait, wait_timeout, home):
     if with_upstream:
         jobs = upstream_closure(service.all(), jobs)
     _, result = send_request(h, "run", {"jobs": jobs, "no_deps": no_deps})
-    _announce(result, "run " + " ".join(jobs))
+    _announce(result, "run " + " ".join(jobs), h, jobs)
     if wait and result is not None:
         runs = wait_for_runs(h, run_ids(result), wait_timeout)
         for run in runs:
@@ -49,10 +58,10 @@ def run_cmd(job_ids, no_deps, with_upstream, wait, wait_timeout, home):
         sys.exit(0 if all(r.status == "succeeded" for r in runs) else 1)
 
 
-@cli.command("stop")
-@click.argument("job_ids", metavar="[ID]...", nargs=-1)
+@cli.command("stop", short_help="Stop the running and queued runs of jobs.")
+@click.argument("job_ids", metavar="[ID]...", nargs=-1, shell_complete=complete_jobs)
 @click.option("--all", "stop_all", is_flag=True, help="Stop every running run.")
-@click.option("--run", "run_id", type=int, multiple=True, help="Stop this run id.")
+@click.option("--run", "run_id", type=int, multiple=True, help="Stop this run id.", shell_complete=complete_runs)
 @home_option
 def stop_cmd(job_ids, stop_all, run_id, home):
     """Stop running (and queued) runs of jobs: SIGTERM to the tree, SIGKILL after the grace."""
@@ -72,11 +81,11 @@ def stop_cmd(job_ids, stop_all, run_id, home):
         what += [f"run {', '.join(map(str, run_id))}"] if run_id and not stop_all else []
         click.echo(f"stop: nothing to stop: {' or '.join(what)} is queued, waiting or running")
         return
-    _announce(result, "stop")
+    _announce(result, "stop", h)
 
 
-@cli.command("rerun")
-@click.argument("run_id", type=int)
+@cli.command("rerun", short_help="Run a finished run's job again inside its wave.")
+@click.argument("run_id", type=int, shell_complete=complete_runs)
 @home_option
 def rerun_cmd(run_id, home):
     """Run a finished run's job again inside its wave; on success its blocked downstream jobs run."""
@@ -84,34 +93,31 @@ def rerun_cmd(run_id, home):
     h = get_home(home)
     require_run(h, run_id)
     _, result = send_request(h, "rerun", {"run_id": run_id})
-    _announce(result, f"rerun {run_id}")
+    _announce(result, f"rerun {run_id}", h)
 
 
-@cli.command("history")
-@click.argument("job_id", metavar="[ID]", required=False)
+@cli.command("history", short_help="Show runs, newest first.")
+@click.argument("job_id", metavar="[ID]", required=False, shell_complete=complete_jobs)
 @click.option("--limit", "-n", type=click.IntRange(1, 100000), default=20, show_default=True)
 @click.option("--status", metavar="STATUS", help="Only runs with this status.")
 @click.option("--json", "as_json", is_flag=True)
+@no_headers_option
 @home_option
-def history_cmd(job_id, limit, status, as_json, home):
+def history_cmd(job_id, limit, status, as_json, no_headers, home):
     """Runs, newest first."""
     from cron_scheduler.control import history_view
-    rows = history_view(get_home(home), job_id, limit, status)
+    from cron_scheduler.views import format_history, text_zone
+    h = get_home(home)
+    rows = history_view(h, job_id, limit, status)
     if as_json:
         emit_json(rows)
         return
-    if not rows:
-        click.echo("no runs")
-    for r in rows:
-        took = f"{r['duration']:.2f}s" if r["duration"] is not None else "-"
-        code = r["signal"] or ("" if r["exit_code"] is None else f"exit {r['exit_code']}")
-        click.echo(f"{r['run_id']:>6}  {r['job_id']:<16} {r['status']:<11} {r['trigger']:<10} "
-                   f"{r['scheduled_for']}  {took:>8}  {code}  {r['reason'] or ''}".rstrip())
+    click.echo(format_history(rows, text_zone(h), headers=not no_headers, **text_style()))
 
 
 @cli.command("logs")
-@click.argument("job_id", metavar="ID")
-@click.option("--run", "which", default="last", show_default=True, help="Run id, or 'last'.")
+@click.argument("job_id", metavar="ID", shell_complete=complete_jobs)
+@click.option("--run", "which", default="last", show_default=True, help="Run id, or 'last'.", shell_complete=complete_runs)
 @click.option("--follow", "-f", is_flag=True,
               help="Keep printing while the run runs; without --run, follow the newest run, "
                    "waiting for it to start if it is queued.")
@@ -154,8 +160,8 @@ def logs_cmd(job_id, which, follow, home):
         click.echo(f"(output truncated at the job's max_output; {run.output_bytes} bytes written)", err=True)
 
 
-@cli.command("explain")
-@click.argument("job_id", metavar="ID")
+@cli.command("explain", short_help="Explain why a job did or did not run at a slot.")
+@click.argument("job_id", metavar="ID", shell_complete=complete_jobs)
 @click.option("--at", "at", metavar="ISO-TIME", help="The slot to explain (default: recent runs).")
 @home_option
 def explain_cmd(job_id, at, home):
@@ -166,7 +172,7 @@ def explain_cmd(job_id, at, home):
         click.echo(line)
 
 
-@cli.command("daemon", context_settings={"ignore_unknown_options": True})
+@cli.command("daemon", short_help="Run the daemon in the foreground.", context_settings={"ignore_unknown_options": True})
 @click.option("--max-workers", type=click.IntRange(1, MAX_WORKERS), metavar=f"1..{MAX_WORKERS}",
               help="Runs at once (default: config, else 10).")
 @click.option("--once", is_flag=True)
@@ -183,7 +189,7 @@ def daemon_cmd(max_workers, once, log_level, home):
     sys.exit(daemon_main(args))
 
 
-@cli.command("doctor")
+@cli.command("doctor", short_help="Check state.db; --repair rebuilds a damaged one.")
 @click.option("--repair", is_flag=True,
               help="Set a damaged state.db aside (state.db.corrupt-TIME) and rebuild it from its readable rows.")
 @home_option

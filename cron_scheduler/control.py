@@ -89,6 +89,28 @@ def run_ids(result: str | None) -> list[int]:
     return [int(x) for x in result.split()[1:]]
 
 
+def run_jobs(home: Home, ids: list[int]) -> dict[int, str]:
+    """The job of each run id that exists (for showing names next to ids)."""
+    if not ids or not home.state_db.exists():
+        return {}
+    found = {}
+    with History.opened(home) as history:
+        for run_id in ids:
+            try:
+                found[run_id] = history.get_run(run_id).job_id
+            except UnknownRun:
+                pass
+    return found
+
+
+def named_runs(ids: list[int], jobs: dict[int, str], order: list[str] | None = None) -> str:
+    """`2 (long1), 3 (long2)`: each run id with its job; with `order`, runs of the jobs in that
+    order (the order they were named in), others after."""
+    rank = {job_id: i for i, job_id in enumerate(order or [])}
+    ids = sorted(ids, key=lambda i: (rank.get(jobs.get(i, ""), len(rank)), i))
+    return ", ".join(f"{i} ({jobs[i]})" if i in jobs else str(i) for i in ids)
+
+
 def wait_for_runs(home: Home, ids: list[int], timeout: float | None) -> list[Run]:
     """Poll until the runs and whatever they caused in their wave (retries, downstream) are final.
     A poll reads only (run id, wave) of the active runs: cheap while a big wave runs."""

@@ -376,7 +376,8 @@ class Engine:
             for path in self.history.prune(run.job_id, self.config.retention_runs):
                 remove_run_log(self.home.root, run.job_id, path)  # only under runs/<job>/
         duration = (result.finished_at - result.started_at)
-        log.info("run %d job %s finished: %s in %.2fs%s%s", run.run_id, run.job_id, status, duration,
+        log.log(logging.INFO if status is RunStatus.SUCCEEDED else logging.WARNING,
+                "run %d job %s finished: %s in %.2fs%s%s", run.run_id, run.job_id, status, duration,
                  f" exit {result.exit_code}" if result.exit_code is not None else "",
                  f" signal {signame}" if signame else "")
         return run

@@ -334,6 +334,8 @@ class LocalPool(Pool):
             run.stop.step(now, settled=run.exited_at is not None and not run.piped)
         elif run.deadline is not None and now >= run.deadline and run.exited_at is None:
             run.timed_out = True
+            log.warning("run %d (pid %d) hit its time cap: SIGTERM to its tree, SIGKILL after %gs",
+                        run.run_id, run.pid, self.kill_grace)
             self._terminate(run, self.kill_grace)
 
     def _ready(self, run: _Run, now: float) -> bool:

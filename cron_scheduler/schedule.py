@@ -414,7 +414,8 @@ def _next_fire(sched: Schedule, after: datetime, tz: tzinfo, anchor: datetime | 
     if sched.kind is Kind.CRON:
         return _cron_next(sched, after, tz)
     if sched.kind is Kind.EVERY:
-        origin = start_at or anchor or after
+        # Anchored to a whole second: slots are whole seconds unless the interval has a fraction.
+        origin = (start_at or anchor or after).replace(microsecond=0)
         steps = max(1, int((after - origin).total_seconds() // sched.interval) + 1)
         result = origin + timedelta(seconds=sched.interval * steps)
         while result <= after:  # float rounding

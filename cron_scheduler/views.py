@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -48,8 +49,8 @@ def show_view(home: Home, job_id: str) -> dict[str, Any]:
     return job_view(job, nxt[0] if nxt else None, downstream(jobs)[job_id])
 
 
-def next_view(home: Home, target: str, count: int, tz: str | None, start: str | None) -> list[str]:
-    """Fire times of a job id, or of an expression, as ISO instants. A job's are its real fire
+def next_times(home: Home, target: str, count: int, tz: str | None, start: str | None) -> list[datetime]:
+    """Fire times of a job id, or of an expression, as aware datetimes in the zone they are shown in. A job's are its real fire
     times (in its own zone, zone_of), shown in --tz if given, else in the job's zone; an
     expression is read in --tz, else the default zone. A --from without an offset is read in
     the zone the times are shown in."""
@@ -60,7 +61,7 @@ def next_view(home: Home, target: str, count: int, tz: str | None, start: str | 
         zone = zone_of(job, service.default_zone())
         shown = schedule.get_zone(tz) if tz else zone
         after = instant_option(start, "--from", shown)
-        return [t.astimezone(shown).isoformat() for t in next_runs(job, after, count, zone)]
+        return [t.astimezone(shown) for t in next_runs(job, after, count, zone)]
     try:
         sched = schedule.parse(target, strict=True)
     except InvalidSchedule as exc:
@@ -69,7 +70,12 @@ def next_view(home: Home, target: str, count: int, tz: str | None, start: str | 
         raise
     zone = schedule.get_zone(tz) if tz else service.default_zone()
     after = instant_option(start, "--from", zone)
-    return [t.astimezone(zone).isoformat() for t in schedule.next_fires(sched, after, count, zone, anchor=after)]
+    return [t.astimezone(zone) for t in schedule.next_fires(sched, after, count, zone, anchor=after)]
+
+
+def next_view(home: Home, target: str, count: int, tz: str | None, start: str | None) -> list[str]:
+    """`next --json`: the fire times as ISO instants with the offset of the zone shown."""
+    return [t.isoformat() for t in next_times(home, target, count, tz, start)]
 
 
 def instant_option(start: str | None, option: str, zone: tzinfo | None = None) -> datetime:
@@ -104,20 +110,22 @@ def status_view(home: Home) -> dict[str, Any]:
 
 # --- text forms --------------------------------------------------------------------------
 
-def _local(iso: str | None) -> str:
-    return parse_iso(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if iso else "-"
+def text_zone(home: Home) -> tzinfo:
+    """The zone text output shows times in (humanize.viewer_zone: $TZ, config, machine)."""
+    from cron_scheduler.humanize import viewer_zone
+    return viewer_zone(load_config(home).timezone)
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
+def format_table(rows: list[dict[str, Any]], zone: tzinfo | None = None, now: datetime | None = None, *,
+                 headers: bool = True, colour: bool = False, width: int | None = None) -> str:
+    from cron_scheduler.humanize import table, when
     if not rows:
         return "no jobs"
-    header = ("ID", "SCHEDULE", "NEXT RUN", "STATE", "DEPENDS", "COMMAND")
-    table = [header] + [(r["id"], r["schedule"], _local(r["next_run"]),
-                         _state(r),
-                         ",".join(r["depends_on"]) or "-", " ".join(r["command"])[:60]) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
-                     for row in table)
+    zone, now = zone or schedule.local_zone(), now or utcnow()
+    body = [(r["id"], r["schedule"], when(parse_iso(r["next_run"]), zone, now), _state(r),
+             ",".join(r["depends_on"]) or "-", shlex.join(r["command"])) for r in rows]
+    return "\n".join(table(("ID", "SCHEDULE", "NEXT RUN", "STATE", "DEPENDS", "COMMAND"), body,
+                           max_width=width, show_headers=headers, status_col=3, colour=colour))
 
 
 def _state(row: dict[str, Any]) -> str:
@@ -128,13 +136,20 @@ def _state(row: dict[str, Any]) -> str:
     return "enabled"
 
 
-def format_job(data: dict[str, Any]) -> str:
+def format_job(data: dict[str, Any], zone: tzinfo | None = None, now: datetime | None = None) -> str:
+    from cron_scheduler.humanize import size, stamp, when
+    zone, now = zone or schedule.local_zone(), now or utcnow()
     lines = [f"{'id':<18}{data['id']}"]
     shown = dict(data)
-    shown["next_run"] = _local(data["next_run"])
+    shown["next_run"] = when(parse_iso(data["next_run"]), zone, now)
+    for key in ("start_at", "end_at", "created_at"):
+        if data.get(key):
+            shown[key] = stamp(parse_iso(data[key]).replace(microsecond=0), zone)
     for key in ("timeout", "retry_delay", "expected_duration"):
         shown[key] = format_duration(data[key])
-    shown["command"] = " ".join(data["command"])
+    if data.get("max_output") is not None:
+        shown["max_output"] = size(data["max_output"])
+    shown["command"] = shlex.join(data["command"])
     for key in ("depends_on", "downstream", "notify"):
         shown[key] = ", ".join(data[key]) or "-"
     shown["env"] = ", ".join(f"{k}=..." for k in data["env"]) or "-"
@@ -144,13 +159,43 @@ def format_job(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_status(data: dict[str, Any]) -> str:
-    daemon = f"running (pid {data['pid']})" if data["daemon_running"] else "not running"
+def format_status(data: dict[str, Any], names: dict[int, str] | None = None, zone: tzinfo | None = None,
+                  now: datetime | None = None, colour: bool = False) -> str:
+    """`names`: the job of each running run id, shown next to it."""
+    from cron_scheduler.humanize import paint, when
+    zone, now, names = zone or schedule.local_zone(), now or utcnow(), names or {}
+    daemon = (paint("running", "running", colour) + f" (pid {data['pid']})" if data["daemon_running"]
+              else paint("not running", "failed", colour))
+    running = ", ".join(f"{i} ({names[i]})" if i in names else str(i) for i in data["running"])
     return "\n".join([f"home      {data['home']}", f"daemon    {daemon}", f"jobs      {data['jobs']}",
-                      f"running   {', '.join(map(str, data['running'])) or '-'}",
-                      f"next due  {_local(data['next_due'])}"]
+                      f"running   {running or '-'}",
+                      f"next due  {when(parse_iso(data['next_due']), zone, now)}"]
                      + ([f"kill      {data['kill_method']} ({data['kill_detail']})"]
                         if data.get("kill_method") else []))
+
+
+def format_next(times: list[datetime], now: datetime | None = None, show_relative: bool = True) -> list[str]:
+    """`next` as text: each time in the zone it is given in (the job's, or --tz), with how far
+    from now (not with --from, where now is beside the point)."""
+    from cron_scheduler.humanize import relative, stamp
+    now = now or utcnow()
+    return [f"{stamp(t, t.tzinfo)}  {relative(t, now)}" if show_relative else stamp(t, t.tzinfo) for t in times]
+
+
+def format_history(rows: list[dict[str, Any]], zone: tzinfo | None = None, now: datetime | None = None, *,
+                   headers: bool = True, colour: bool = False, width: int | None = None) -> str:
+    from cron_scheduler.humanize import span, table, when
+    if not rows:
+        return "no runs"
+    zone, now = zone or schedule.local_zone(), now or utcnow()
+    body = []
+    for r in rows:
+        result = r["signal"] or ("" if r["exit_code"] is None else f"exit {r['exit_code']}")
+        body.append((str(r["run_id"]), r["job_id"], r["status"], r["trigger"],
+                     when(parse_iso(r["scheduled_for"]), zone, now), span(r["duration"]),
+                     result or "-", r["reason"] or ""))
+    return "\n".join(table(("RUN", "JOB", "STATUS", "TRIGGER", "SCHEDULED", "TOOK", "RESULT", "REASON"), body,
+                           max_width=width, show_headers=headers, status_col=2, colour=colour))
 
 
 def graph_lines(home: Home, root: str | None) -> list[str]:

@@ -3,9 +3,7 @@
 # DEMO_SECONDS=N stops the daemon after N seconds (used to check the demo in CI-like runs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-venv=${CRON_SCHEDULER_VENV:-$root/.venv}
-if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
-"$venv/bin/python" -m pip install --quiet -e "$root"
+. "$root/scripts/venv.sh"
 export PATH="$venv/bin:$PATH"
 home=${DEMO_HOME:-$root/demo-home}
 mkdir -p "$home"

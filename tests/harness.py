@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -202,10 +203,10 @@ class Env:
             job_id, timeout)
 
     def run_ids(self, result: subprocess.CompletedProcess) -> list[int]:
-        """Run ids from the output of `run`/`rerun` ("run A: runs 4 5")."""
+        """Run ids from the output of `run`/`rerun` ("run A B: runs 4 (A), 5 (B)")."""
         line = result.stdout.strip().splitlines()[0]
         assert ": runs " in line, result.stdout
-        return [int(x) for x in line.split(": runs ", 1)[1].split()]
+        return [int(x) for x in re.sub(r"\([^)]*\)|,", " ", line.split(": runs ", 1)[1]).split()]
 
     # --- state.db, read directly ---------------------------------------------------------------
 

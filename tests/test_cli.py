@@ -125,7 +125,7 @@ def test_next_for_an_expression_and_a_job(runner, home):
     times = invoke_json(runner, ["next", "nightly", "--count", "2", "--from", "2026-07-01T00:00:00+00:00"])
     assert times == ["2026-07-01T03:00:00+02:00", "2026-07-02T03:00:00+02:00"]
     text = invoke(runner, ["next", "nightly", "-n", "1", "--from", "2026-07-01T00:00:00+00:00"]).stdout
-    assert text.strip() == "2026-07-01T03:00:00+02:00"
+    assert text.strip() == "2026-07-01 03:00:00 CEST"
 
 
 def test_next_reads_a_from_without_offset_in_the_schedule_zone(runner, home):

@@ -1,0 +1,158 @@
+"""Text output for people (golden): one time style in the viewer's zone with relative times,
+names next to run ids, shell-quoted argv, human sizes and spans, aligned tables, --no-headers,
+colour on a terminal only; JSON unchanged. Fixed clock (freezegun), fixed zone ($TZ)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from click.testing import CliRunner
+from freezegun import freeze_time
+
+from cron_scheduler.cli import cli
+from cron_scheduler.history import History
+from cron_scheduler.home import Home
+from cron_scheduler.models import Job, RunStatus
+from cron_scheduler.store import Store
+
+UTC = timezone.utc
+NOW = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)          # 13:00 in Berlin (CET)
+CREATED = "2026-01-01T08:30:00.123456+00:00"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    h = Home(tmp_path / "home")
+    with Store(h).transaction() as jobs:
+        jobs["backup"] = Job(id="backup", schedule="0 2 * * *", command=("/usr/bin/backup", "hello world"),
+                             timezone="UTC", timeout=5400.0, max_output=10 * 1024 * 1024, created_at=CREATED)
+        jobs["report"] = Job(id="report", schedule="@after", command=("/bin/echo", "done"),
+                             depends_on=("backup",), created_at=CREATED)
+        jobs["tick"] = Job(id="tick", schedule="@every 90s", command=("/bin/true",), timezone="UTC",
+                           created_at=CREATED, enabled=False)
+    with History.opened(h) as history:
+        def finished(job_id, slot, status, took, **values):
+            run_id = history.add_run(RunStatus.QUEUED, slot.isoformat(), job_id=job_id,
+                                     scheduled_for=slot.isoformat(), trigger="schedule", priority=0)
+            history.transition(run_id, RunStatus.RUNNING, slot.isoformat(), started_at=slot.isoformat(), pid=42)
+            if status is not RunStatus.RUNNING:
+                history.transition(run_id, status, (slot + took).isoformat(),
+                                   finished_at=(slot + took).isoformat(), **values)
+            return run_id
+        finished("backup", NOW - timedelta(days=1, hours=10), RunStatus.SUCCEEDED, timedelta(seconds=0.42), exit_code=0)
+        finished("report", NOW - timedelta(days=1, hours=10), RunStatus.FAILED, timedelta(minutes=1, seconds=5),
+                 exit_code=3, reason="exit 3")
+        finished("backup", NOW - timedelta(minutes=2), RunStatus.RUNNING, None)
+    return h
+
+
+def run_cli(home, *args):
+    with freeze_time(NOW):
+        result = CliRunner().invoke(cli, ["--home", str(home.root), *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_list_golden(home):
+    assert run_cli(home, "list") == (
+        "ID      SCHEDULE    NEXT RUN                          STATE    DEPENDS  COMMAND\n"
+        "backup  0 2 * * *   2026-01-06 03:00:00 CET (in 14h)  enabled  -        /usr/bin/backup 'hello world'\n"
+        "report  @after      -                                 enabled  backup   /bin/echo done\n"
+        "tick    @every 90s  -                                 paused   -        /bin/true\n")
+    assert run_cli(home, "list", "--no-headers").splitlines()[0].startswith("backup  ")
+
+
+def test_list_fits_the_width_by_shortening_only_the_command(home, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "90")
+    lines = run_cli(home, "list").splitlines()
+    assert max(map(len, lines)) <= 90
+    assert lines[1].startswith("backup  0 2 * * *   2026-01-06 03:00:00 CET (in 14h)  enabled  -        /usr/bin/")
+    assert lines[1].endswith("…")
+
+
+def test_show_golden(home):
+    out = run_cli(home, "show", "backup")
+    assert "command           /usr/bin/backup 'hello world'\n" in out
+    assert "timeout           1h30m\n" in out
+    assert "max_output        10 MiB\n" in out
+    assert "created_at        2026-01-01 09:30:00 CET\n" in out
+    assert "next_run          2026-01-06 03:00:00 CET (in 14h)\n" in out
+
+
+def test_status_golden_names_running_runs(home):
+    assert run_cli(home, "status") == (
+        f"home      {home.root}\n"
+        "daemon    not running\n"
+        "jobs      3\n"
+        "running   3 (backup)\n"
+        "next due  2026-01-06 03:00:00 CET (in 14h)\n")
+
+
+def test_history_golden(home):
+    assert run_cli(home, "history") == (
+        "RUN  JOB     STATUS     TRIGGER   SCHEDULED                            TOOK   RESULT  REASON\n"
+        "3    backup  running    schedule  2026-01-05 12:58:00 CET (2m ago)     -      -\n"
+        "2    report  failed     schedule  2026-01-04 03:00:00 CET (1d10h ago)  1m05s  exit 3  exit 3\n"
+        "1    backup  succeeded  schedule  2026-01-04 03:00:00 CET (1d10h ago)  0.42s  exit 0\n")
+    assert run_cli(home, "history", "--no-headers").splitlines()[0].startswith("3  backup  running")
+
+
+def test_next_golden_in_the_jobs_zone_and_with_tz(home):
+    assert run_cli(home, "next", "backup", "-n", "2") == (
+        "2026-01-06 02:00:00 UTC  in 14h\n"
+        "2026-01-07 02:00:00 UTC  in 1d14h\n")
+    assert run_cli(home, "next", "backup", "-n", "1", "--tz", "Asia/Tokyo") == "2026-01-06 11:00:00 JST  in 14h\n"
+    assert run_cli(home, "next", "0 9 * * *", "--tz", "Asia/Kolkata", "-n", "1") == "2026-01-06 09:00:00 IST  in 15h30m\n"
+
+
+def test_json_keeps_iso_utc(home):
+    rows = json.loads(run_cli(home, "list", "--json"))
+    assert rows[0]["next_run"] == "2026-01-06T02:00:00+00:00" and rows[0]["command"] == ["/usr/bin/backup", "hello world"]
+    assert rows[0]["max_output"] == 10 * 1024 * 1024
+    assert json.loads(run_cli(home, "status", "--json"))["running"] == [3]
+    assert json.loads(run_cli(home, "next", "backup", "-n", "1", "--json")) == ["2026-01-06T02:00:00+00:00"]
+    assert json.loads(run_cli(home, "history", "--json"))[0]["scheduled_for"] == "2026-01-05T11:58:00+00:00"
+
+
+def on_a_terminal(home, *args, env=None):
+    """Run the real CLI with stdout on a pseudo-terminal; what it printed."""
+    master, slave = pty.openpty()
+    full_env = dict(os.environ, TZ="Europe/Berlin", COLUMNS="200", **(env or {}))
+    full_env.pop("NO_COLOR", None) if "NO_COLOR" not in (env or {}) else None
+    proc = subprocess.Popen([sys.executable, "-m", "cron_scheduler", "--home", str(home.root), *args],
+                            stdout=slave, stderr=subprocess.PIPE, env=full_env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    return b"".join(chunks).decode()
+
+
+def test_statuses_are_coloured_on_a_terminal_only_and_not_with_no_color(home):
+    shown = on_a_terminal(home, "history")
+    assert "\x1b[32msucceeded\x1b[0m" in shown and "\x1b[31mfailed\x1b[0m" in shown
+    assert "\x1b[36mrunning\x1b[0m" in shown
+    assert "\x1b[33mpaused\x1b[0m" in on_a_terminal(home, "list")
+    # the colour codes do not shift the columns: each TRIGGER cell starts at the same place
+    rows = [line for line in shown.replace("\x1b[32m", "").replace("\x1b[31m", "").replace("\x1b[36m", "")
+            .replace("\x1b[0m", "").splitlines() if line.strip()]
+    assert len({line.index("schedule") for line in rows[1:]}) == 1
+    assert "\x1b[" not in on_a_terminal(home, "history", env={"NO_COLOR": "1"})
+    assert "\x1b[" not in run_cli(home, "history")  # not a terminal
