@@ -135,7 +135,7 @@ def format_job(data: dict[str, Any]) -> str:
     for key in ("timeout", "retry_delay", "expected_duration"):
         shown[key] = format_duration(data[key])
     shown["command"] = " ".join(data["command"])
-    for key in ("depends_on", "downstream", "notify"):
+    for key in ("depends_on", "downstream", "notify", "notify_to"):
         shown[key] = ", ".join(data[key]) or "-"
     shown["env"] = ", ".join(f"{k}=..." for k in data["env"]) or "-"
     for key, value in shown.items():
