@@ -77,7 +77,6 @@ def parse_notify(raw: Any, where: str = "config.toml") -> NotifyConfig:
 
 
 def _channel(name: str, body: Any, where: str, parse_duration) -> Channel:
-    from cron_scheduler.notify.masking import mask_url
     key = f"notify.channels.{name}"
     if not _NAME.fullmatch(name):
         raise InvalidOption(f"{where}: bad channel name {name!r} in [{key}]: use letters, digits, '_', '.', '-'")
@@ -92,9 +91,9 @@ def _channel(name: str, body: Any, where: str, parse_duration) -> Channel:
     if urls is not None:
         if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
             raise InvalidOption(f"{where}: {key}.urls must be a non-empty list of strings")
-        for url in urls:
-            if not _URL.fullmatch(url.strip()):
-                raise InvalidOption(f"{where}: {key}.urls: {mask_url(url)!r} is not a URL (scheme://...)")
+        for number, url in enumerate(urls, 1):
+            if not _URL.fullmatch(url.strip()):  # not shown: it may hold a password
+                raise InvalidOption(f"{where}: {key}.urls: URL {number} is not a URL like scheme://...")
     if command is not None:
         if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
             raise InvalidOption(f"{where}: {key}.command must be a non-empty list of strings (argv, no shell)")
