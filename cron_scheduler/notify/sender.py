@@ -88,6 +88,7 @@ class Sender:
             if previous:
                 self.daemon_alert(f"the daemon restarted after a crash (pid {previous} did not stop cleanly)", now)
             self.store.put("daemon_pid", str(self.daemon_pid or os.getpid()))
+            self.store.retry_now(now)  # alerts left pending by the previous daemon: try them again now
 
     def end_clean(self) -> None:
         with self.store.transaction():
@@ -223,9 +224,7 @@ class Sender:
                 with self.store.transaction():
                     self.store.finish(alert.alert_id, FAILED, alert.attempts, now, "channel no longer in config.toml")
                 continue
-            if alert.kind not in (Kind.SUMMARY, Kind.TEST) and alert.attempts == 0 and not rules.rate_allows(
-                    self.store.sent_times(alert.channel, now - timedelta(seconds=rules.HOUR)),
-                    self.config.rate_limit, now):
+            if alert.kind not in (Kind.SUMMARY, Kind.TEST) and alert.attempts == 0 and not self.rate_allows(alert):
                 with self.store.transaction():
                     self.store.finish(alert.alert_id, SUPPRESSED, 0, now,
                                       f"rate limit: {self.config.rate_limit} alerts an hour on channel {alert.channel}")
@@ -244,6 +243,11 @@ class Sender:
                      (sent - parse_iso(alert.created_at)).total_seconds(), f"; stderr: {note}" if note else "")
             if self.failing.pop(alert.channel, None) is not None:
                 log.info("alert channel %s works again", alert.channel)
+
+    def rate_allows(self, alert) -> bool:
+        now = utcnow()  # not the pass's start: sends of this pass happened after it
+        return rules.rate_allows(self.store.sent_times(alert.channel, now - timedelta(seconds=rules.HOUR)),
+                                 self.config.rate_limit, now)
 
     def failed(self, alert, attempts: int, error: str, now: datetime) -> None:
         retry = attempts <= self.config.retries

@@ -114,6 +114,9 @@ class AlertStore:
         row = self.conn.execute("SELECT MIN(next_attempt) FROM alerts WHERE status = 'pending'").fetchone()
         return parse_iso(row[0]) if row and row[0] else None
 
+    def retry_now(self, now: datetime) -> None:
+        self.conn.execute("UPDATE alerts SET next_attempt = ? WHERE status = 'pending'", (to_iso(now),))
+
     def pending_count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM alerts WHERE status = 'pending'").fetchone()[0]
 
