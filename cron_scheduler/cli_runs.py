@@ -104,6 +104,8 @@ def history_cmd(job_id, limit, status, as_json, home):
         click.echo("no runs")
     for r in rows:
         took = f"{r['duration']:.2f}s" if r["duration"] is not None else "-"
+        if r["duration"] is not None and r.get("usual_p50") is not None:
+            took += f" (p50 {r['usual_p50']:.2f}s, p95 {r['usual_p95']:.2f}s)"
         code = r["signal"] or ("" if r["exit_code"] is None else f"exit {r['exit_code']}")
         click.echo(f"{r['run_id']:>6}  {r['job_id']:<16} {r['status']:<11} {r['trigger']:<10} "
                    f"{r['scheduled_for']}  {took:>8}  {code}  {r['reason'] or ''}".rstrip())
