@@ -188,7 +188,7 @@ def list_cmd(as_json, home):
 def show_cmd(job_id, as_json, home):
     """Show one job's definition and next run."""
     from cron_scheduler.views import format_job, show_view
-    data = show_view(get_home(home), job_id)
+    data = show_view(get_home(home), job_id, usual=not as_json)
     if as_json:
         emit_json(data)
     else:

@@ -40,19 +40,20 @@ def _daemon_cursors(home: Home) -> dict[str, dict[str, datetime]]:
         return {job_id: {fp: parse_iso(slot)} for job_id, (fp, slot) in history.job_states().items() if slot}
 
 
-def show_view(home: Home, job_id: str) -> dict[str, Any]:
+def show_view(home: Home, job_id: str, usual: bool = False) -> dict[str, Any]:
     service = JobService(home)
     jobs = service.all()
     job = service._get(jobs, job_id)
     nxt = next_runs(job, utcnow(), 1, service.default_zone()) if job.enabled else []
     view = job_view(job, nxt[0] if nxt else None, downstream(jobs)[job_id])
-    usual = None
+    if not usual:  # the JSON shape stays the one of `list --json`
+        return view
     if home.state_db.exists():  # its usual duration: p50/p95 of its last 20 successful runs
         from cron_scheduler.control import usual_duration
         from cron_scheduler.history import History
         with History.opened(home) as history:
             usual = usual_duration(history, job_id)
-    view["usual_p50"], view["usual_p95"] = usual or (None, None)
+    view["usual_p50"], view["usual_p95"] = usual if isinstance(usual, tuple) else (None, None)
     return view
 
 

@@ -30,11 +30,11 @@ def test_history_and_show_give_the_usual_duration(home):
     h = Home.at(home).ensure()
     JobService(h).add(job_from_options("backup", {"schedule": "@daily", "command": ["true"]}))
     seed(h, [4.0])
-    assert show_view(h, "backup")["usual_p50"] is None  # fewer than 5 successful runs: not learned
+    assert show_view(h, "backup", usual=True)["usual_p50"] is None  # fewer than 5 successful runs: not learned
     seed(h, [1.0, 2.0, 3.0, 10.0, 5.0])  # with the 4s run: p50 3s (nearest rank), p95 10s
     rows = history_view(h, "backup", 50, None)
     assert {(r["usual_p50"], r["usual_p95"]) for r in rows} == {(3.0, 10.0)}
-    shown = show_view(h, "backup")
+    shown = show_view(h, "backup", usual=True)
     assert (shown["usual_p50"], shown["usual_p95"]) == (3.0, 10.0)
 
 
