@@ -63,7 +63,9 @@ def job_options(f):
         click.option("--tz", "timezone", metavar="ZONE", help="IANA zone the schedule is read in."),
         click.option("--cwd", metavar="DIR", help="Working directory of the run."),
         click.option("--env", multiple=True, metavar="K=V", help="Extra environment (repeatable)."),
-        click.option("--notify", metavar="EVENTS", help="failure,timeout,blocked,slow,output,recovered"),
+        click.option("--notify", metavar="EVENTS", help="failure,timeout,blocked,missed,slow,output,recovered"),
+        click.option("--notify-to", metavar="CHANNELS", help="Alert channels of config.toml (default: all)."),
+        click.option("--alert-output", metavar="SIZE", help="An `output` alert when a run writes more."),
         click.option("--expect", "expected_duration", metavar="DURATION", help="Alert when a run is slower."),
         click.option("--max-output", metavar="SIZE", help="Output kept per run (default 10MB)."),
         click.option("--description", metavar="TEXT", help="Free text."),
@@ -209,7 +211,7 @@ def show_cmd(job_id, as_json, home):
     """Show one job's definition and next run."""
     from cron_scheduler.views import format_job, show_view, text_zone
     h = get_home(home)
-    data = show_view(h, job_id)
+    data = show_view(h, job_id, usual=not as_json)
     if as_json:
         emit_json(data)
     else:
@@ -277,6 +279,7 @@ def status_cmd(as_json, home):
 
 cli.add_command(add_cmd)
 import cron_scheduler.cli_runs  # noqa: E402,F401  (registers the run commands on `cli`)
+import cron_scheduler.cli_notify  # noqa: E402,F401  (registers alerts and notify-test)
 
 
 # --- entry points ------------------------------------------------------------------------

@@ -156,7 +156,18 @@ def history_view(home: Home, job_id: str | None, limit: int, status: str | None)
     if not home.state_db.exists():
         return []
     with History.opened(home) as history:
-        return [run_view(r) for r in history.runs(job_id, status, limit)]
+        rows = [run_view(r) for r in history.runs(job_id, status, limit)]
+        usual = {j: usual_duration(history, j) for j in {r["job_id"] for r in rows}}
+    for row in rows:  # the run's duration against the job's usual one (its last 20 successes)
+        row["usual_p50"], row["usual_p95"] = usual[row["job_id"]] or (None, None)
+    return rows
+
+
+def usual_duration(history: History, job_id: str) -> tuple[float, float] | None:
+    """(p50, p95) of the job's last 20 successful runs, once it has 5."""
+    from cron_scheduler.notify import rules
+    runs = history.runs(job_id, RunStatus.SUCCEEDED.value, rules.USUAL_RUNS)
+    return rules.usual([d for d in map(rules.duration, runs) if d is not None])
 
 
 def find_run(home: Home, job_id: str, which: str, follow: bool = False) -> Run:

@@ -108,4 +108,6 @@ def load_config(home: Home) -> Config:
         raise InvalidOption(f"{home.config_file}: {exc}") from None
     if not isinstance(config.max_workers, int) or config.max_workers < 1:
         raise InvalidOption(f"{home.config_file}: max_workers must be a positive integer")
+    from cron_scheduler.notify.config import parse_notify  # a bad [notify] block is a config error too
+    parse_notify(config.notify, str(home.config_file))
     return config

@@ -17,8 +17,8 @@ from cron_scheduler import schedule
 from cron_scheduler.errors import (DependencyCycle, DuplicateJob, InvalidOption, MissingScript,
                                    UnknownDependency, UnknownJob)
 from cron_scheduler.home import Home, load_config
-from cron_scheduler.models import (CatchUp, Job, Overlap, parse_duration, parse_iso, parse_notify,
-                                   parse_size, to_iso, utcnow, validate_job_id)
+from cron_scheduler.models import (CatchUp, Job, Overlap, parse_channels, parse_duration, parse_iso,
+                                   parse_notify, parse_size, to_iso, utcnow, validate_job_id)
 from cron_scheduler.store import Store
 
 CLEAR = ("", "none", "null")
@@ -69,6 +69,10 @@ def job_from_options(job_id: str, opts: dict[str, Any], base: Job | None = None,
         changes["cwd"] = None if opts["cwd"].lower() in CLEAR else _directory(opts["cwd"], check_script)
     if opts.get("notify") is not None:
         changes["notify"] = parse_notify(opts["notify"])
+    if opts.get("notify_to") is not None:
+        changes["notify_to"] = parse_channels(opts["notify_to"])
+    if opts.get("alert_output") is not None:
+        changes["alert_output"] = None if opts["alert_output"].lower() in CLEAR else parse_size(opts["alert_output"])
     if opts.get("description") is not None:
         changes["description"] = opts["description"]
     if opts.get("enabled") is not None:

@@ -90,7 +90,7 @@ class Trigger(StrEnum):
     REBOOT = "reboot"
 
 
-NOTIFY_EVENTS = ("failure", "timeout", "blocked", "slow", "output", "recovered")
+NOTIFY_EVENTS = ("failure", "timeout", "blocked", "missed", "slow", "output", "recovered")
 
 
 # --- instants ----------------------------------------------------------------------------
@@ -194,6 +194,17 @@ def parse_notify(text: str) -> tuple[str, ...]:
     return events
 
 
+def parse_channels(text: str) -> tuple[str, ...]:
+    """--notify-to: channel names of config.toml's [notify.channels.NAME]; 'all' or '' = every one."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if names in ((), ("all",), ("none",)):
+        return ()
+    bad = [n for n in names if not _ID_RE.fullmatch(n)]
+    if bad:
+        raise InvalidOption(f"invalid channel name {bad[0]!r} in --notify-to: use letters, digits, '_', '.', '-'")
+    return names
+
+
 # --- the job -----------------------------------------------------------------------------
 
 # Exact types of the scalar fields of a stored record (so true is not a number).
@@ -201,6 +212,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "shell": (bool,), "enabled": (bool,),
     "timeout": (int, float, type(None)), "expected_duration": (int, float, type(None)),
     "retry_delay": (int, float), "retries": (int,), "priority": (int,), "max_output": (int,),
+    "alert_output": (int, type(None)),
     "timezone": (str, type(None)), "start_at": (str, type(None)), "end_at": (str, type(None)),
     "cwd": (str, type(None)), "created_at": (str, type(None)), "description": (str,),
 }
@@ -226,8 +238,10 @@ class Job:
     env: dict[str, str] = field(default_factory=dict)
     enabled: bool = True
     notify: tuple[str, ...] = ()
+    notify_to: tuple[str, ...] = ()  # channel names; empty = every channel
     expected_duration: float | None = None
     max_output: int = DEFAULT_MAX_OUTPUT
+    alert_output: int | None = None  # an `output` alert above this many bytes
     description: str = ""
     created_at: str | None = None
 
@@ -236,7 +250,7 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in JOB_FIELDS}
-        for key in ("command", "depends_on", "notify"):
+        for key in ("command", "depends_on", "notify", "notify_to"):
             data[key] = list(data[key])
         data["overlap"] = self.overlap.value
         data["catch_up"] = self.catch_up.value
@@ -253,7 +267,7 @@ class Job:
         """Build a Job from stored JSON; a malformed record raises CorruptStore."""
         try:
             kwargs = {k: v for k, v in data.items() if k in JOB_FIELDS}
-            for key in ("command", "depends_on", "notify"):
+            for key in ("command", "depends_on", "notify", "notify_to"):
                 if key in kwargs:
                     value = kwargs[key]
                     if type(value) is not list or not all(type(v) is str for v in value):

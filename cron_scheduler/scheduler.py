@@ -127,7 +127,7 @@ class Daemon:
         self.home.check_secure()
         lock = InstanceLock(self.home)
         lock.acquire()
-        cgroups = None
+        cgroups = sender = None
         try:
             loop = Loop()
             self._install_signals(loop)
@@ -146,8 +146,12 @@ class Daemon:
             recover(engine, now)
             self._reboot_jobs(engine, now)
             history.set_busy_timeout(BUSY_TIMEOUT)
+            from cron_scheduler.notify.link import SenderLink
+            sender = SenderLink.start(self.home, self.config)  # alerts: a process of its own (notify/)
             return self._loop(engine, requests, pool)
         finally:
+            if sender is not None:
+                sender.stop()
             if cgroups is not None:
                 use_cgroups(None)
                 cgroups.close()

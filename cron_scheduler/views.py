@@ -41,12 +41,21 @@ def _daemon_cursors(home: Home) -> dict[str, dict[str, datetime]]:
         return {job_id: {fp: parse_iso(slot)} for job_id, (fp, slot) in history.job_states().items() if slot}
 
 
-def show_view(home: Home, job_id: str) -> dict[str, Any]:
+def show_view(home: Home, job_id: str, usual: bool = False) -> dict[str, Any]:
     service = JobService(home)
     jobs = service.all()
     job = service._get(jobs, job_id)
     nxt = next_runs(job, utcnow(), 1, service.default_zone()) if job.enabled else []
-    return job_view(job, nxt[0] if nxt else None, downstream(jobs)[job_id])
+    view = job_view(job, nxt[0] if nxt else None, downstream(jobs)[job_id])
+    if not usual:  # the JSON shape stays the one of `list --json`
+        return view
+    if home.state_db.exists():  # its usual duration: p50/p95 of its last 20 successful runs
+        from cron_scheduler.control import usual_duration
+        from cron_scheduler.history import History
+        with History.opened(home) as history:
+            usual = usual_duration(history, job_id)
+    view["usual_p50"], view["usual_p95"] = usual if isinstance(usual, tuple) else (None, None)
+    return view
 
 
 def next_times(home: Home, target: str, count: int, tz: str | None, start: str | None) -> list[datetime]:
@@ -137,7 +146,7 @@ def _state(row: dict[str, Any]) -> str:
 
 
 def format_job(data: dict[str, Any], zone: tzinfo | None = None, now: datetime | None = None) -> str:
-    from cron_scheduler.humanize import size, stamp, when
+    from cron_scheduler.humanize import size, span, stamp, when
     zone, now = zone or schedule.local_zone(), now or utcnow()
     lines = [f"{'id':<18}{data['id']}"]
     shown = dict(data)
@@ -149,8 +158,11 @@ def format_job(data: dict[str, Any], zone: tzinfo | None = None, now: datetime |
         shown[key] = format_duration(data[key])
     if data.get("max_output") is not None:
         shown["max_output"] = size(data["max_output"])
+    for key in ("usual_p50", "usual_p95"):
+        if key in data:
+            shown[key] = "-" if data[key] is None else span(data[key])
     shown["command"] = shlex.join(data["command"])
-    for key in ("depends_on", "downstream", "notify"):
+    for key in ("depends_on", "downstream", "notify", "notify_to"):
         shown[key] = ", ".join(data[key]) or "-"
     shown["env"] = ", ".join(f"{k}=..." for k in data["env"]) or "-"
     for key, value in shown.items():
@@ -191,9 +203,11 @@ def format_history(rows: list[dict[str, Any]], zone: tzinfo | None = None, now: 
     body = []
     for r in rows:
         result = r["signal"] or ("" if r["exit_code"] is None else f"exit {r['exit_code']}")
+        took = span(r["duration"])
+        if r["duration"] is not None and r.get("usual_p50") is not None:  # against the job's usual
+            took += f" (p50 {span(r['usual_p50'])}, p95 {span(r['usual_p95'])})"
         body.append((str(r["run_id"]), r["job_id"], r["status"], r["trigger"],
-                     when(parse_iso(r["scheduled_for"]), zone, now), span(r["duration"]),
-                     result or "-", r["reason"] or ""))
+                     when(parse_iso(r["scheduled_for"]), zone, now), took, result or "-", r["reason"] or ""))
     return "\n".join(table(("RUN", "JOB", "STATUS", "TRIGGER", "SCHEDULED", "TOOK", "RESULT", "REASON"), body,
                            max_width=width, show_headers=headers, status_col=2, colour=colour))
 

@@ -32,7 +32,7 @@ def cli(home, *args, env=None, prog="cron-scheduler"):
 def test_odd_input_is_saved_with_a_warning_on_stderr(tmp_path, args, warning):
     result = cli(tmp_path / "h", "j", *args, prog="create_cron")
     assert result.returncode == 0, result.stderr
-    assert f"create_cron: warning: j: " in result.stderr and warning in result.stderr
+    assert "create_cron: warning: j: " in result.stderr and warning in result.stderr
     assert warning not in result.stdout and "j: saved" in result.stdout
     assert "j" in cli(tmp_path / "h", "list", "--json").stdout
 
