@@ -9,7 +9,7 @@ import click
 from cron_scheduler.cli import cli, emit_json, get_home, home_option
 
 
-@cli.command("alerts")
+@cli.command("alerts", short_help="List the alerts sent, failed or suppressed.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @home_option
@@ -23,7 +23,7 @@ def alerts_cmd(as_json, limit, home):
         click.echo(format_alerts(rows))
 
 
-@cli.command("notify-test")
+@cli.command("notify-test", short_help="Send a test alert through each channel.")
 @click.argument("channel", metavar="[CHANNEL]", required=False)
 @home_option
 def notify_test_cmd(channel, home):
