@@ -9,7 +9,9 @@ from datetime import datetime, timezone
 
 from harness import pid_alive
 
-from cron_scheduler.engine import Engine, _status_of, recover
+from cron_scheduler.engine import Engine, recover
+from cron_scheduler.engine.launch import argv
+from cron_scheduler.engine.results import status_of as _status_of
 from cron_scheduler.history import History
 from cron_scheduler.home import Config, Home
 from cron_scheduler.models import RunStatus
@@ -62,4 +64,4 @@ def test_run_status_comes_from_the_pools_outcome_not_from_error_text():
 
 def test_the_engine_leaves_the_interpreter_of_a_py_script_to_the_pool():
     job = Job(id="p", schedule="@after", command=("tool.py", "--flag"))
-    assert Engine.argv(job) == ("tool.py", "--flag")
+    assert argv(job) == ("tool.py", "--flag")

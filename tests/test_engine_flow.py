@@ -181,7 +181,7 @@ def test_run_on_a_paused_job_with_upstreams_runs_it(site):
     site.add(job("up"), job("down", depends_on=("up",), enabled=False))
     site.start(T0)
     requests = Requests(site.engine)
-    assert requests.do_run({"jobs": ["up"]}, T0).startswith("runs ")
+    assert str(requests.do_run({"jobs": ["up"]}, T0)).startswith("runs ")
     site.step(T0)
     site.finish("up", T0 + timedelta(seconds=1))    # up succeeded; paused down was skipped in that wave
     assert site.statuses("down") == ["skipped"]

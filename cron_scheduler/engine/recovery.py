@@ -1,0 +1,43 @@
+"""After a crash: what a previous daemon left `running` is re-supervised or interrupted."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from cron_scheduler.models import DEFAULT_MAX_OUTPUT, RunStatus, parse_iso
+from cron_scheduler.runner import Outcome, RunResult
+
+if TYPE_CHECKING:
+    from cron_scheduler.engine import Engine
+
+log = logging.getLogger("cron_scheduler")
+
+
+def recover(engine: "Engine", now: datetime) -> None:
+    """Resolve runs a previous daemon left `running`: the pool re-supervises the ones that still
+    run (matched by what it stored: pid and start time), even of a job removed meanwhile (it
+    finishes, as it would have; it gets no new slots). The others are interrupted (and retried
+    if allowed); what they left running is not chased, as it would not have been without the
+    crash."""
+    for run in engine.history.with_status(RunStatus.RUNNING):
+        handle = {"pid": run.pid, "pid_start": run.pid_start, "marker": run.marker}
+        job = engine.jobs.get(run.job_id)
+        started = parse_iso(run.started_at)
+        elapsed = (now - started).total_seconds()
+        remaining = None if job is None or job.timeout is None else max(0.0, job.timeout - elapsed)
+        max_output = job.max_output if job is not None else DEFAULT_MAX_OUTPUT
+        # the log's (and FIFO's) place comes from the home, never from state.db
+        log_path = engine.home.run_log(run.job_id, run.run_id) if run.output_path else None
+        if engine.pool.adopt(run.run_id, handle, started.timestamp(), remaining, log_path, max_output):
+            log.warning("run %d job %s re-supervised (still running%s)", run.run_id, run.job_id,
+                        "" if job is not None else "; its job was removed: it finishes, no new slots")
+            continue
+        engine.pool.abandon(run.run_id, handle, log_path)
+        why = ("daemon stopped while it ran; outcome unknown" if run.pid is not None
+               else "daemon stopped while starting it; it may not have started")
+        result = RunResult(run_id=run.run_id, pid=run.pid, started_at=started.timestamp(),
+                           finished_at=now.timestamp(), outcome=Outcome.UNKNOWN, error=why)
+        engine.record(result, now, status=RunStatus.INTERRUPTED)
+        log.warning("run %d job %s interrupted: %s", run.run_id, run.job_id, why)
