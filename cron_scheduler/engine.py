@@ -41,6 +41,7 @@ class Engine:
         self.cursors: dict[str, datetime | None] = {}
         self.heap: list[tuple[datetime, str]] = []
         self.signature = None
+        self.quarantined: dict[str, str] = {}  # invalid jobs in the store: id -> why (logged once)
 
     # --- jobs and cursors --------------------------------------------------------------------
 
@@ -56,22 +57,32 @@ class Engine:
         return schedule.get_zone(job.timezone) if job.timezone else self.zone
 
     def reload(self, now: datetime, force: bool = False) -> bool:
-        """Re-read jobs.json if it changed (True); a corrupt store keeps the last good jobs."""
+        """Re-read jobs.json if it changed (True); a corrupt or insecure store keeps the last
+        good jobs. Invalid jobs are quarantined: logged once, left out, the others run."""
         signature = self.store.signature()
         if signature == self.signature and not force:
             return False
         try:
-            jobs = self.store.load().decode_all()
+            self.store.check_secure(signature)
+            jobs, errors = self.store.load().valid()
         except CronSchedulerError as exc:
             log.error("job store unusable, keeping the last good jobs: %s", exc)
             self.signature = signature
             return False
+        for job_id, error in errors.items():
+            if self.quarantined.get(job_id) != error:
+                log.error("job %s quarantined, not scheduled until it is fixed: %s", job_id, error)
+        for job_id in set(self.quarantined) - set(errors):
+            if job_id in jobs:
+                log.info("job %s is valid again", job_id)
+        self.quarantined = errors
         states = self.history.job_states()
         with self.history.transaction():
             for job_id in set(self.jobs) - set(jobs):
-                log.info("job %s removed", job_id)
                 self.cursors.pop(job_id, None)
-                self.history.drop_job_state(job_id)
+                if job_id not in errors:  # a quarantined job keeps its cursor state for when it is fixed
+                    log.info("job %s removed", job_id)
+                    self.history.drop_job_state(job_id)
             for job in jobs.values():
                 self._sync_cursor(job, states.get(job.id), now)
         self.jobs, self.down, self.signature = jobs, planner.dependents(jobs), signature

@@ -53,16 +53,20 @@ class Home:
         """Like cron with an insecure crontab: refuse a home or store others may write."""
         for path in (self.root, self.jobs):
             try:
-                mode = path.stat().st_mode
+                insecure(path, path.stat().st_mode)
             except FileNotFoundError:
                 continue
-            if mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise InsecureHome(
-                    f"refusing insecure {path}: writable by group or others "
-                    f"(mode {stat.S_IMODE(mode):o}; fix with chmod go-w {path})")
 
     def run_log(self, job_id: str, run_id: int) -> Path:
         return self.runs / job_id / f"{run_id}.log"
+
+
+def insecure(path: Path, mode: int) -> None:
+    """InsecureHome if `mode` (of `path`) lets group or others write it."""
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise InsecureHome(
+            f"refusing insecure {path}: writable by group or others "
+            f"(mode {stat.S_IMODE(mode):o}; fix with chmod go-w {path})")
 
 
 @dataclass(frozen=True)

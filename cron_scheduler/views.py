@@ -9,12 +9,13 @@ from cron_scheduler import schedule
 from cron_scheduler.errors import InvalidSchedule
 from cron_scheduler.home import Home, load_config
 from cron_scheduler.jobs import JobService, downstream, job_view, next_runs
-from cron_scheduler.models import format_duration, parse_iso, utcnow
+from cron_scheduler.models import Job, format_duration, parse_iso, utcnow
 from cron_scheduler.planner import fingerprint
 
 
 def list_view(home: Home) -> list[dict[str, Any]]:
-    jobs = JobService(home).all()
+    stored = JobService(home).store.load()
+    jobs, errors = stored.valid()
     default = load_config(home).timezone
     zone, now, down = schedule.get_zone(default), utcnow().replace(microsecond=0), downstream(jobs)
     cursors = _daemon_cursors(home) if jobs else {}
@@ -27,7 +28,25 @@ def list_view(home: Home) -> list[dict[str, Any]]:
                 found = next_runs(job, now, 1, zone)
                 nxt = found[0] if found else None
         rows.append(job_view(job, nxt, down[job.id]))
-    return rows
+    rows += [invalid_view(job_id, stored.raw(job_id), errors[job_id]) for job_id in errors]
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def invalid_view(job_id: str, record: Any, error: str) -> dict[str, Any]:
+    """A quarantined job in the shape of `job_view`: what of its record is readable (schedule,
+    command, depends_on, enabled, description), defaults for the rest, and `error` saying why
+    the daemon does not schedule it."""
+    data = Job(id=job_id, schedule="", command=()).to_dict()
+    record = record if type(record) is dict else {}
+    for key, kind in (("schedule", str), ("enabled", bool), ("description", str)):
+        if type(record.get(key)) is kind:
+            data[key] = record[key]
+    for key in ("command", "depends_on"):
+        value = record.get(key)
+        if type(value) is list and all(type(v) is str for v in value):
+            data[key] = value
+    data.update(next_run=None, downstream=[], error=error)
+    return data
 
 
 def _daemon_cursors(home: Home) -> dict[str, dict[str, datetime]]:
@@ -42,7 +61,10 @@ def _daemon_cursors(home: Home) -> dict[str, dict[str, datetime]]:
 
 def show_view(home: Home, job_id: str) -> dict[str, Any]:
     service = JobService(home)
-    jobs = service.all()
+    stored = service.store.load()
+    jobs, errors = stored.valid()
+    if job_id in errors:
+        return invalid_view(job_id, stored.raw(job_id), errors[job_id])
     job = service._get(jobs, job_id)
     nxt = next_runs(job, utcnow(), 1, service.default_zone()) if job.enabled else []
     return job_view(job, nxt[0] if nxt else None, downstream(jobs)[job_id])
@@ -113,11 +135,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                          _state(r),
                          ",".join(r["depends_on"]) or "-", " ".join(r["command"])[:60]) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
-                     for row in table)
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in table]
+    lines += [f"invalid job {r['id']}, not scheduled: {r['error']}" for r in rows if r.get("error")]
+    return "\n".join(lines)
 
 
 def _state(row: dict[str, Any]) -> str:
+    if row.get("error"):
+        return "INVALID"
     if not row["enabled"]:
         return "paused"
     if row["next_run"] is None and schedule.parse(row["schedule"]).kind is schedule.Kind.ONCE:
@@ -127,7 +152,9 @@ def _state(row: dict[str, Any]) -> str:
 
 def format_job(data: dict[str, Any]) -> str:
     lines = [f"{'id':<18}{data['id']}"]
-    shown = dict(data)
+    if data.get("error"):
+        lines.append(f"{'error':<18}INVALID, not scheduled: {data['error']}")
+    shown = {k: v for k, v in data.items() if k != "error"}
     shown["next_run"] = _local(data["next_run"])
     for key in ("timeout", "retry_delay", "expected_duration"):
         shown[key] = format_duration(data[key])
