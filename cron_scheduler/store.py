@@ -177,10 +177,7 @@ class JobMap(MutableMapping):
         a cycle, an upstream that is quarantined): it would otherwise wait forever."""
         errors = {job_id: error for job_id in self._records if (error := self.error(job_id)) is not None}
         jobs = {job_id: self._jobs[job_id] for job_id in self._records if job_id not in errors}
-        deps = {job_id: job.depends_on for job_id, job in jobs.items()}
-        for job_id in errors:
-            deps[job_id] = ()  # known, so that its downstream is named after it
-        graph = graph_errors(deps)
+        graph = graph_errors({job_id: job.depends_on for job_id, job in jobs.items()}, refused=errors)
         for job_id in list(jobs):
             if job_id in graph and job_id not in errors:
                 errors[job_id] = graph[job_id]

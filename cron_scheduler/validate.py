@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from cron_scheduler import schedule
 from cron_scheduler.errors import CronSchedulerError, InvalidOption
@@ -71,15 +71,18 @@ def validate(job: Job) -> Job:
     return job
 
 
-def graph_errors(deps: Mapping[str, Any]) -> dict[str, str]:
+def graph_errors(deps: Mapping[str, Any], refused: Collection[str] = ()) -> dict[str, str]:
     """Jobs that cannot run because of their dependencies, id -> why: an unknown upstream, a
     dependency on itself, a cycle (every job on it), or an upstream that is itself refused.
-    `deps`: id -> upstream ids, for the jobs that passed `validate`."""
+    `deps`: id -> upstream ids, for the jobs that passed `validate`; `refused`: ids of the
+    stored jobs that did not (known, but their downstream cannot run)."""
     errors: dict[str, str] = {}
     for job_id, ups in deps.items():
         for dep in ups:
             if dep == job_id:
                 errors[job_id] = f"job {job_id!r} depends on itself"
+            elif dep in refused:
+                errors.setdefault(job_id, f"job {job_id!r} depends on job {dep!r}, which is invalid")
             elif dep not in deps:
                 errors.setdefault(job_id, f"job {job_id!r} depends on unknown job {dep!r}")
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
