@@ -26,6 +26,7 @@ from cron_scheduler.models import UTC, Job, RunStatus, Trigger, parse_iso, to_is
 from cron_scheduler.pool import UNKNOWN_STATUS, Pool
 from cron_scheduler.runner import RunResult, RunSpec, kill_tree, pipe_path, process_start_time
 from cron_scheduler.store import Store
+from cron_scheduler.validate import printable_id
 
 log = logging.getLogger("cron_scheduler")
 
@@ -71,7 +72,7 @@ class Engine:
             return False
         for job_id, error in errors.items():
             if self.quarantined.get(job_id) != error:
-                log.error("job %s quarantined, not scheduled until it is fixed: %s", job_id, error)
+                log.error("job %s quarantined, not scheduled until it is fixed: %s", printable_id(job_id), error)
         for job_id in set(self.quarantined) - set(errors):
             if job_id in jobs:
                 log.info("job %s is valid again", job_id)

@@ -202,6 +202,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def printable_id(job_id: str) -> str:
+    """A stored key as it may be printed in a log line or a table: quoted if it holds a newline
+    or another control character (a hand-written key must not forge a log line)."""
+    return job_id if job_id.isprintable() else repr(job_id)
+
+
 def check(job: Job) -> str | None:
     """The error `validate` would raise, as text; None if the job is valid."""
     try:

@@ -11,6 +11,7 @@ from cron_scheduler.home import Home, load_config
 from cron_scheduler.jobs import JobService, downstream, job_view, next_runs
 from cron_scheduler.models import Job, format_duration, parse_iso, utcnow
 from cron_scheduler.planner import fingerprint
+from cron_scheduler.validate import printable_id
 
 
 def list_view(home: Home) -> list[dict[str, Any]]:
@@ -39,7 +40,7 @@ def invalid_view(job_id: str, record: Any, error: str) -> dict[str, Any]:
     data = Job(id=job_id, schedule="", command=()).to_dict()
     record = record if type(record) is dict else {}
     for key, kind in (("schedule", str), ("enabled", bool), ("description", str)):
-        if type(record.get(key)) is kind:
+        if type(record.get(key)) is kind and (kind is not str or record[key].isprintable()):
             data[key] = record[key]
     for key in ("command", "depends_on"):
         value = record.get(key)
@@ -74,7 +75,10 @@ def next_view(home: Home, target: str, count: int, tz: str | None, start: str | 
     """Fire times of a job id, or of an expression, as ISO instants in the schedule's zone;
     a --from without an offset is read in that zone too."""
     service = JobService(home)
-    jobs = service.all() if home.jobs.exists() else {}
+    jobs, errors = service.catalogue() if home.jobs.exists() else ({}, {})
+    if target in errors:
+        from cron_scheduler.errors import CorruptStore
+        raise CorruptStore(f"job {target!r} is invalid, not scheduled: {errors[target]}")
     if target in jobs:
         job = jobs[target]
         zone = schedule.get_zone(tz or job.timezone) if (tz or job.timezone) else service.default_zone()
@@ -131,12 +135,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no jobs"
     header = ("ID", "SCHEDULE", "NEXT RUN", "STATE", "DEPENDS", "COMMAND")
-    table = [header] + [(r["id"], r["schedule"], _local(r["next_run"]),
+    table = [header] + [(printable_id(r["id"]), r["schedule"], _local(r["next_run"]),
                          _state(r),
                          ",".join(r["depends_on"]) or "-", " ".join(r["command"])[:60]) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in table]
-    lines += [f"invalid job {r['id']}, not scheduled: {r['error']}" for r in rows if r.get("error")]
+    lines += [f"invalid job {printable_id(r['id'])}, not scheduled: {r['error']}" for r in rows if r.get("error")]
     return "\n".join(lines)
 
 

@@ -206,7 +206,7 @@ def _bump(home: Path, records: dict) -> None:
 
 def test_reload_quarantines_a_bad_job_logs_it_once_and_keeps_the_others(engine, home, caplog):
     records = {"good": _rec("good"), "bad": _rec("bad", created_at="0001-01-01T00:00:00+05:00"),
-               "../../x": _rec("../../x")}
+               "../../x": _rec("../../x"), "evil\nERROR forged": _rec("evil\nERROR forged")}
     _write_store(home, records)
     with caplog.at_level(logging.INFO, logger="cron_scheduler"):
         assert engine.reload(NOW)
@@ -215,7 +215,8 @@ def test_reload_quarantines_a_bad_job_logs_it_once_and_keeps_the_others(engine, 
         assert engine.reload(NOW + timedelta(seconds=2), force=True)
     assert sorted(engine.jobs) == ["good", "other"]
     lines = [r.getMessage() for r in caplog.records if "quarantined" in r.getMessage()]
-    assert len(lines) == 2, lines
+    assert len(lines) == 3, lines
+    assert not [line for line in lines if "\n" in line]  # a stored key cannot forge a log line
     assert any(line.startswith("job bad quarantined") and "created_at" in line for line in lines)
     assert any(line.startswith("job ../../x quarantined") and "invalid job id" in line for line in lines)
     # fixed: it is scheduled again, and it says so
@@ -308,6 +309,25 @@ def test_daemon_runs_the_good_jobs_next_to_hostile_records(tmp_path):
             assert log.count(f"job {job_id} quarantined") == 1, log
         assert not list(tmp_path.rglob("escaped*"))
         assert json.loads((env.home / "jobs.json").read_text())["jobs"]["prio"]["priority"] == 10**30
+
+
+@pytest.mark.timeout(120)
+def test_daemon_stops_loading_a_home_that_becomes_group_writable_until_fixed(tmp_path):
+    with temp_env(tmp_path) as env:
+        script = env.script("tick.py", "pass\n")
+        env.create_cron("good", "@every 1s", str(script))
+        daemon = env.start_daemon()
+        env.wait_status("good", "succeeded", timeout=60)
+        env.home.chmod(0o770)
+        try:
+            env.create_cron("late", "@every 1s", str(script))
+            env.wait_status("good", "succeeded", count=len(env.history("good", status="succeeded")) + 3, timeout=60)
+            assert env.history("late") == []  # not loaded; the last good jobs keep running
+            assert env.log_text().count("refusing insecure") == 1, env.log_tail()
+        finally:
+            env.home.chmod(0o700)
+        env.wait_status("late", "succeeded", timeout=60)
+        assert daemon.alive()
 
 
 # --- config.toml -----------------------------------------------------------------------------
