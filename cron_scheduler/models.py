@@ -216,14 +216,13 @@ class Job:
         (`validate.validate`); a malformed record raises CorruptStore naming the field."""
         from cron_scheduler.errors import CronSchedulerError
         from cron_scheduler.validate import validate
-        shown = reprlib.repr(data.get("id")) if type(data) is dict else "?"
         try:
             if type(data) is not dict:
                 raise TypeError(f"a job record must be an object, not {type(data).__name__}")
             missing = [k for k in ("id", "schedule", "command") if k not in data]
             if missing:
                 raise TypeError(f"{missing[0]} is required")
-            kwargs = {k: v for k, v in data.items() if k in JOB_FIELDS}
+            kwargs = {k: v for k, v in data.items() if k in _FIELD_SET}
             for key in ("command", "depends_on", "notify"):
                 if key in kwargs:
                     if type(kwargs[key]) is not list:
@@ -231,14 +230,18 @@ class Job:
                     kwargs[key] = tuple(kwargs[key])
             for key, enum in (("overlap", Overlap), ("catch_up", CatchUp)):
                 if key in kwargs:
-                    if kwargs[key] not in tuple(e.value for e in enum):
-                        raise ValueError(f"invalid {key} {reprlib.repr(kwargs[key])}: "
+                    value = kwargs[key]
+                    member = next((e for e in enum if e.value == value and type(value) is str), None)
+                    if member is None:
+                        raise ValueError(f"invalid {key} {reprlib.repr(value)}: "
                                          f"choose from {', '.join(e.value for e in enum)}")
-                    kwargs[key] = enum(kwargs[key])
+                    kwargs[key] = member
             return validate(cls(**kwargs))
         except (TypeError, ValueError, CronSchedulerError) as exc:
+            shown = reprlib.repr(data.get("id")) if type(data) is dict else "?"
             raise CorruptStore(f"invalid job record {shown}: {exc}") from None
 
 
 JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+_FIELD_SET = frozenset(JOB_FIELDS)
 _DEFAULTS = {k: v for k, v in Job(id="", schedule="", command=()).to_dict().items()}

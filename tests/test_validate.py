@@ -275,6 +275,37 @@ def test_list_and_show_show_a_quarantined_job_with_its_error(tmp_path):
         assert "bad" not in {r["id"] for r in env.json("list")}
 
 
+BAD_RECORD = b'{"version": 1, "jobs": {"x": {"id": "y"}}}'
+
+
+@pytest.mark.parametrize("args,code", [
+    (["list"], 0), (["list", "--json"], 0), (["show", "x"], 0), (["show", "x", "--json"], 0),
+    (["update", "x", "--retries", "1"], 1), (["pause", "x"], 1), (["run", "x"], 1), (["next", "x"], 1),
+])
+def test_cli_on_a_store_with_one_bad_record_reads_it_and_refuses_to_change_it(tmp_path, args, code):
+    with temp_env(tmp_path) as env:
+        path = env.home / "jobs.json"
+        path.write_bytes(BAD_RECORD)
+        proc = env.cli(*args, check=False)
+        assert proc.returncode == code, proc.stderr
+        assert "Traceback" not in proc.stderr
+        if code:
+            assert len(proc.stderr.strip().splitlines()) == 1 and "'x'" in proc.stderr and "invalid" in proc.stderr
+        else:
+            assert "differs from its key" in proc.stdout
+        assert path.read_bytes() == BAD_RECORD
+
+
+def test_cli_writes_next_to_a_bad_record_keep_it_and_remove_drops_it(tmp_path):
+    with temp_env(tmp_path) as env:
+        path = env.home / "jobs.json"
+        path.write_bytes(BAD_RECORD)
+        env.create_cron("new", "@daily", "/bin/true")
+        assert json.loads(path.read_text())["jobs"]["x"] == {"id": "y"}
+        env.cli("remove", "x")
+        assert list(json.loads(path.read_text())["jobs"]) == ["new"]
+
+
 # --- through the real daemon -----------------------------------------------------------------
 
 @pytest.mark.timeout(120)
