@@ -29,6 +29,9 @@ LOCK_TIMEOUT = 30.0
 class Store:
     def __init__(self, home: Home):
         self.home = home
+        # records that passed validation at the last load, with their Job: a daemon reloading
+        # ten thousand jobs after one edit validates the one that changed
+        self._known: dict[str, tuple[Any, Job]] = {}
 
     def signature(self) -> tuple[int, ...] | None:
         """(mtime_ns, size, inode, mode) of jobs.json and the mode of the home, or None when
@@ -69,7 +72,7 @@ class Store:
         if data.get("version") != VERSION:
             raise CorruptStore(f"job store {path} has version {data.get('version')!r}; this program reads {VERSION}")
         # a bad record is quarantined (JobMap.error), not fatal: the other jobs stay usable
-        return JobMap(data["jobs"], path)
+        return JobMap(data["jobs"], path, self._known)
 
     @contextmanager
     def transaction(self) -> Iterator[dict[str, Job]]:
@@ -139,8 +142,10 @@ class JobMap(MutableMapping):
     """Jobs by id, decoded from their JSON records on first access: a command that touches
     one job of ten thousand does not build the other ones."""
 
-    def __init__(self, records: dict[str, dict[str, Any]], path: os.PathLike):
+    def __init__(self, records: dict[str, dict[str, Any]], path: os.PathLike,
+                 known: dict[str, tuple[Any, Job]] | None = None):
         self._records = records
+        self._known = {} if known is None else known
         self._jobs: dict[str, Job] = {}
         self._errors: dict[str, str] = {}
         self._path = path
@@ -162,10 +167,16 @@ class JobMap(MutableMapping):
         if job_id in self._jobs:
             return None
         record = self._records[job_id]
+        known = self._known.get(job_id)
+        if known is not None and known[0] == record:  # unchanged since the last load
+            self._jobs[job_id] = known[1]
+            return None
         try:
             if type(record) is dict and "id" in record and record["id"] != job_id:
                 raise CorruptStore(f"invalid job record {job_id!r}: its id {record['id']!r} differs from its key")
-            self._jobs[job_id] = Job.from_dict(record)
+            job = self._jobs[job_id] = Job.from_dict(record)
+            if record is not None:  # None: set in this map, re-encoded on write
+                self._known[job_id] = (record, job)
             return None
         except CorruptStore as exc:
             self._errors[job_id] = str(exc)
@@ -176,6 +187,8 @@ class JobMap(MutableMapping):
         its record fails `validate`, or when its dependencies do (unknown upstream, itself,
         a cycle, an upstream that is quarantined): it would otherwise wait forever."""
         errors = {job_id: error for job_id in self._records if (error := self.error(job_id)) is not None}
+        for job_id in [k for k in self._known if k not in self._records or k in errors]:
+            del self._known[job_id]
         jobs = {job_id: self._jobs[job_id] for job_id in self._records if job_id not in errors}
         graph = graph_errors({job_id: job.depends_on for job_id, job in jobs.items()}, refused=errors)
         for job_id in list(jobs):

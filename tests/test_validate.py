@@ -167,6 +167,18 @@ def test_self_dependency_cycle_unknown_and_invalid_upstreams_are_quarantined_wit
     assert "'a', which is invalid" in errors["below-cycle"]
 
 
+def test_a_store_reloaded_revalidates_changed_records_and_reuses_unchanged_ones(home):
+    store = Store(Home(home))
+    _write_store(home, {"a": _rec("a"), "b": _rec("b")})
+    first, _ = store.load().valid()
+    _write_store(home, {"a": _rec("a"), "b": _rec("b", retries=-1)})
+    second, errors = store.load().valid()
+    assert second["a"] is first["a"] and list(errors) == ["b"]
+    _write_store(home, {"a": _rec("a", retries=2), "b": _rec("b")})
+    third, errors = store.load().valid()
+    assert third["a"].retries == 2 and errors == {} and third["b"] == first["b"]
+
+
 def test_writes_refuse_a_new_dependency_on_a_quarantined_job_and_remove_works_on_it(home):
     _write_store(home, {"bad": _rec("bad", priority=10**30), "good": _rec("good")})
     service = JobService(Home(home))
