@@ -17,8 +17,8 @@ import signal
 import sys
 from datetime import datetime
 
-from cron_scheduler.errors import CronSchedulerError, StateWriteError
-from cron_scheduler.home import Config, Home, load_config
+from cron_scheduler.errors import CronSchedulerError, InvalidOption, StateWriteError
+from cron_scheduler.home import MAX_WORKERS, Config, Home, load_config
 from cron_scheduler.models import utcnow
 
 log = logging.getLogger("cron_scheduler")
@@ -213,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         home = Home.at(args.home).ensure()
         config = load_config(home)
         if args.max_workers is not None:
-            if args.max_workers < 1:
-                raise CronSchedulerError("--max-workers must be at least 1")
+            if not 1 <= args.max_workers <= MAX_WORKERS:
+                raise InvalidOption(f"--max-workers must be from 1 to {MAX_WORKERS}")
             config = dataclasses.replace(config, max_workers=args.max_workers)
         setup_logging(home, config, args.log_level)
         return Daemon(home, config, once=args.once).run()

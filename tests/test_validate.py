@@ -436,3 +436,15 @@ def test_daemon_with_a_bad_config_exits_2_with_one_line_and_starts_nothing(tmp_p
     assert len(lines) == 1 and "config.toml" in lines[0] and key in lines[0], proc.stderr
     assert not (home / "state.db").exists() and not (home / "daemon.pid").exists()
     assert not (home / "scheduler.log").exists() or "daemon started" not in (home / "scheduler.log").read_text()
+
+
+@pytest.mark.parametrize("value", ["0", "1001", "99999999999999999999999"])
+def test_daemon_max_workers_out_of_range_exits_2_with_one_line(tmp_path, value):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    proc = subprocess.run([sys.executable, "-m", "cron_scheduler.scheduler", "--home", str(home), "--once",
+                           "--max-workers", value],
+                          capture_output=True, text=True, timeout=60, env=child_env(), stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--max-workers must be from 1 to 1000" in lines[0]
