@@ -16,6 +16,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cron_scheduler.engine import Engine
 from cron_scheduler.errors import CorruptStore, InvalidOption, UnknownDependency, UsageError
@@ -107,6 +109,30 @@ def test_a_full_valid_record_passes_and_keeps_its_values():
                   notify=["failure"], description="")
     job = Job.from_dict(record)
     assert job.priority == -1_000_000 and job.retries == 100 and job.timeout == 60
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=-2**80, max_value=2**80)
+    | st.floats() | st.text(max_size=20) | st.sampled_from(["*/5 * * * *", "@once", "2026-01-01T00:00:00+05:00",
+                                                          "0001-01-01T00:00:00+05:00", "../x", "skip", "all"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=5)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.dictionaries(st.sampled_from(sorted(Job.__dataclass_fields__)), JSONISH, max_size=6))
+def test_any_record_is_a_valid_job_or_one_corrupt_store_error(changes):
+    try:
+        job = Job.from_dict(dict(GOOD, **changes))
+    except CorruptStore as exc:
+        assert "\n" not in str(exc)
+        return
+    # what passed is storable as strict JSON and its instants exist in UTC
+    json.dumps(job.to_record(), allow_nan=False)
+    assert -1_000_000 <= job.priority <= 1_000_000
+    for value in (job.start_at, job.end_at, job.created_at):
+        if value is not None:
+            datetime.fromisoformat(value).astimezone(UTC)
 
 
 @pytest.mark.parametrize("opts,what", [
