@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cron_scheduler.engine import Engine
@@ -121,6 +121,9 @@ JSONISH = st.recursive(
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(st.dictionaries(st.sampled_from(sorted(Job.__dataclass_fields__)), JSONISH, max_size=6))
+@example({"priority": 2**80})
+@example({"retry_delay": math.nan})
+@example({"created_at": "0001-01-01T00:00:00+05:00"})
 def test_any_record_is_a_valid_job_or_one_corrupt_store_error(changes):
     try:
         job = Job.from_dict(dict(GOOD, **changes))
