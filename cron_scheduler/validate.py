@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Collection, Mapping
 
 from cron_scheduler import schedule
-from cron_scheduler.errors import CronSchedulerError, InvalidOption
+from cron_scheduler.errors import InvalidOption
 from cron_scheduler.models import (MAX_DURATION, MAX_SIZE, NOTIFY_EVENTS, UTC, CatchUp, Job, Overlap,
                                    validate_job_id)
 
@@ -207,11 +207,3 @@ def printable_id(job_id: str) -> str:
     or another control character (a hand-written key must not forge a log line)."""
     return job_id if job_id.isprintable() else repr(job_id)
 
-
-def check(job: Job) -> str | None:
-    """The error `validate` would raise, as text; None if the job is valid."""
-    try:
-        validate(job)
-    except CronSchedulerError as exc:
-        return str(exc)
-    return None
