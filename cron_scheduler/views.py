@@ -112,7 +112,7 @@ def instant_option(start: str | None, option: str, zone: tzinfo | None = None) -
 
 def status_view(home: Home) -> dict[str, Any]:
     from cron_scheduler.instance import daemon_pid
-    jobs = JobService(home).all() if home.jobs.exists() else {}
+    jobs, invalid = JobService(home).catalogue() if home.jobs.exists() else ({}, {})
     pid = daemon_pid(home)
     rows = list_view(home) if jobs else []
     due = [r["next_run"] for r in rows if r["next_run"]]
@@ -122,7 +122,7 @@ def status_view(home: Home) -> dict[str, Any]:
         with History.opened(home) as history:
             running = history.running_ids()
     return {"home": str(home.root), "daemon_running": pid is not None, "pid": pid, "jobs": len(jobs),
-            "running": running, "next_due": min(due) if due else None}
+            "invalid_jobs": sorted(invalid), "running": running, "next_due": min(due) if due else None}
 
 
 # --- text forms --------------------------------------------------------------------------
@@ -174,7 +174,9 @@ def format_job(data: dict[str, Any]) -> str:
 
 def format_status(data: dict[str, Any]) -> str:
     daemon = f"running (pid {data['pid']})" if data["daemon_running"] else "not running"
-    return "\n".join([f"home      {data['home']}", f"daemon    {daemon}", f"jobs      {data['jobs']}",
+    invalid = data.get("invalid_jobs") or []
+    jobs = f"{data['jobs']}" + (f" (and {len(invalid)} invalid, not scheduled: see list)" if invalid else "")
+    return "\n".join([f"home      {data['home']}", f"daemon    {daemon}", f"jobs      {jobs}",
                       f"running   {', '.join(map(str, data['running'])) or '-'}",
                       f"next due  {_local(data['next_due'])}"])
 

@@ -306,6 +306,9 @@ def test_list_and_show_show_a_quarantined_job_with_its_error(tmp_path):
         assert "depends on itself" in rows["loop"]["error"]
         text = env.cli("list").stdout
         assert "INVALID" in text and "invalid job bad, not scheduled: " in text
+        status = env.json("status")
+        assert status["jobs"] == 1 and status["invalid_jobs"] == ["bad", "loop"]
+        assert "(and 2 invalid, not scheduled: see list)" in env.cli("status").stdout
         shown = env.json("show", "bad")
         assert "retry_delay" in shown["error"]
         assert "INVALID, not scheduled" in env.cli("show", "bad").stdout
