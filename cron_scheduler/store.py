@@ -65,7 +65,7 @@ class Store:
             raise CorruptStore(f"cannot read {path}: {exc.strerror}") from None
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise CorruptStore(f"corrupt job store {path}: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("jobs"), dict):
             raise CorruptStore(f"corrupt job store {path}: expected an object with a 'jobs' object")

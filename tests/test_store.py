@@ -131,6 +131,7 @@ CORRUPT = {
     "jobs-a-list": b'{"version": 1, "jobs": []}',
     "wrong-version": b'{"version": 2, "jobs": {}}',
     "no-version": b'{"jobs": {}}',
+    "nested-too-deep": b'{"version": 1, "jobs": {"a": ' + b"[" * 100000 + b"]" * 100000 + b"}}",
 }
 
 # One bad record does not make the store unusable: it is quarantined (see test_validate.py).
