@@ -104,6 +104,8 @@ def load_config(home: Home) -> Config:
         raise InvalidOption(f"{where}: cannot read it: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidOption(f"{where}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise InvalidOption(f"{where}: not valid TOML: nested too deep") from None
     known = Config.__dataclass_fields__
     unknown = sorted(set(data) - set(known))
     if unknown:

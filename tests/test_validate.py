@@ -429,6 +429,9 @@ BAD_CONFIGS = {
     "unknown-key": ("max_worker = 3\n", "max_worker"),
     "toml-syntax": ("max_workers = = 3\n", "TOML"),
     "not-utf8": (b"timezone = \"\xff\xfe\"\n", "UTF-8"),
+    "nested-too-deep": ("notify = " + "[" * 100000 + "]" * 100000 + "\n", "TOML"),
+    "float-overflow": ("kill_grace = 1e999999\n", "kill_grace"),
+    "int-beyond-64-bits": ("max_workers = 99999999999999999999999999999\n", "max_workers"),
 }
 
 
