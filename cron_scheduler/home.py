@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import tomllib
@@ -64,17 +65,21 @@ class Home:
                 st = path.stat()
             except FileNotFoundError:
                 continue
-            mode = st.st_mode
             if path == self.root and st.st_uid != os.geteuid():
                 raise InsecureHome(f"refusing home {path}: owned by uid {st.st_uid}, not by this user "
                                    f"(uid {os.geteuid()}); the daemon trusts only its own home")
-            if mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise InsecureHome(
-                    f"refusing insecure {path}: writable by group or others "
-                    f"(mode {stat.S_IMODE(mode):o}; fix with chmod go-w {path})")
+            insecure(path, st.st_mode)
 
     def run_log(self, job_id: str, run_id: int) -> Path:
         return self.runs / job_id / f"{run_id}.log"
+
+
+def insecure(path: Path, mode: int) -> None:
+    """InsecureHome if `mode` (of `path`) lets group or others write it."""
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise InsecureHome(
+            f"refusing insecure {path}: writable by group or others "
+            f"(mode {stat.S_IMODE(mode):o}; fix with chmod go-w {path})")
 
 
 @dataclass(frozen=True)
@@ -89,25 +94,85 @@ class Config:
     notify: dict[str, Any] = field(default_factory=dict)
 
 
+MAX_WORKERS = 1000
+MAX_GRACE = 86400.0  # one day between SIGTERM and SIGKILL is already far too long
+MAX_RETENTION = 10_000_000
+MAX_LOG_BYTES = 1024**4
+MAX_LOG_BACKUPS = 1000
+
+
 def load_config(home: Home) -> Config:
-    """Read config.toml (optional). Unknown keys are an error, so typos do not pass silently."""
+    """Read config.toml (optional). Every key is type- and range-checked, and unknown keys are
+    an error, so typos do not pass silently: InvalidOption (exit 2) naming the file and key."""
+    where = home.config_file
     try:
         with safefs.read_file(home.root, home.config_file.name) as fh:
-            data = tomllib.load(fh)
+            data = tomllib.loads(fh.read().decode("utf-8"))
     except FileNotFoundError:
         return Config()
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidOption(f"{home.config_file}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidOption(f"{where}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise InvalidOption(f"{where}: cannot read it: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidOption(f"{where}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise InvalidOption(f"{where}: not valid TOML: nested too deep") from None
     known = Config.__dataclass_fields__
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise InvalidOption(f"{home.config_file}: unknown setting {unknown[0]!r}")
-    try:
-        config = Config(**data)
-    except TypeError as exc:
-        raise InvalidOption(f"{home.config_file}: {exc}") from None
-    if not isinstance(config.max_workers, int) or config.max_workers < 1:
-        raise InvalidOption(f"{home.config_file}: max_workers must be a positive integer")
+        raise InvalidOption(f"{where}: unknown setting {unknown[0]!r}")
+    for key, value in data.items():
+        problem = _CHECKS[key](value)
+        if problem:
+            raise InvalidOption(f"{where}: {key} {problem}, not {_shown(value)}")
     from cron_scheduler.notify.config import parse_notify  # a bad [notify] block is a config error too
-    parse_notify(config.notify, str(home.config_file))
-    return config
+    parse_notify(data.get("notify", {}), str(where))
+    return Config(**data)
+
+
+def _int(low: int, high: int):
+    def check(value: Any) -> str | None:  # type(): a boolean is not a number
+        if type(value) is not int or not low <= value <= high:
+            return f"must be a whole number from {low} to {high}"
+        return None
+    return check
+
+
+def _seconds(value: Any) -> str | None:
+    if type(value) not in (int, float) or not math.isfinite(value) or not 0 <= value <= MAX_GRACE:
+        return f"must be a number of seconds from 0 to {MAX_GRACE:.0f}"
+    return None
+
+
+def _zone(value: Any) -> str | None:
+    if type(value) is not str or not value:
+        return "must be an IANA time zone name such as \"Europe/Berlin\""
+    from cron_scheduler.schedule import get_zone
+    try:
+        get_zone(value)
+    except InvalidOption:
+        return "must be an IANA time zone name such as \"Europe/Berlin\""
+    return None
+
+
+def _table(value: Any) -> str | None:
+    return None if type(value) is dict else "must be a table ([notify] ...)"
+
+
+_CHECKS = {
+    "max_workers": _int(1, MAX_WORKERS),
+    "timezone": _zone,
+    "kill_grace": _seconds,
+    "shutdown_grace": _seconds,
+    "retention_runs": _int(1, MAX_RETENTION),
+    "log_max_bytes": _int(0, MAX_LOG_BYTES),
+    "log_backups": _int(0, MAX_LOG_BACKUPS),
+    "notify": _table,
+}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    text = {"True": "true", "False": "false"}.get(text, text)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -20,6 +20,7 @@ from cron_scheduler.home import Home, load_config
 from cron_scheduler.models import (CatchUp, Job, Overlap, parse_channels, parse_duration, parse_iso,
                                    parse_notify, parse_size, to_iso, utcnow, validate_job_id)
 from cron_scheduler.store import Store
+from cron_scheduler.validate import validate
 
 CLEAR = ("", "none", "null")
 
@@ -53,8 +54,6 @@ def job_from_options(job_id: str, opts: dict[str, Any], base: Job | None = None,
             validate_job_id(dep)
         changes["depends_on"] = deps
     if opts.get("retries") is not None:
-        if opts["retries"] < 0 or opts["retries"] > 100:
-            raise InvalidOption(f"invalid --retries {opts['retries']}: use 0 to 100")
         changes["retries"] = opts["retries"]
     for key, enum in (("overlap", Overlap), ("catch_up", CatchUp)):
         if opts.get(key) is not None:
@@ -107,15 +106,9 @@ def job_from_options(job_id: str, opts: dict[str, Any], base: Job | None = None,
 
 
 def check_job(job: Job) -> Job:
-    """Checks that need the whole job (schedule with its options)."""
-    sched = schedule.parse(job.schedule, job.id, strict=True)
-    if sched.kind is schedule.Kind.ONCE and not job.start_at:
-        raise InvalidOption("@once needs --start-at TIME (when to run)")
-    if job.start_at and job.end_at and parse_iso(job.end_at) <= parse_iso(job.start_at):
-        raise InvalidOption("--end-at must be later than --start-at")
-    if job.shell and len(job.command) != 1:
-        raise InvalidOption("--shell takes the command as one string")
-    return job
+    """The checks of every field and the rules between them: the same `validate` that every
+    record read from jobs.json passes."""
+    return validate(job)
 
 
 def _command(argv: tuple[str, ...] | list[str], shell: bool, check: bool) -> tuple[str, ...]:
@@ -213,6 +206,14 @@ def downstream(jobs: dict[str, Job]) -> dict[str, list[str]]:
     return out
 
 
+def _check_upstreams(jobs: Any, job: Job) -> None:
+    """A new dependency on a quarantined job would never run: refuse it when written."""
+    for dep in job.depends_on:
+        error = jobs.error(dep) if dep in jobs else None
+        if error is not None:
+            raise UnknownDependency(f"job {job.id!r} depends on {dep!r}, which is invalid: {error}")
+
+
 # --- the service ---------------------------------------------------------------------
 
 class JobService:
@@ -224,8 +225,9 @@ class JobService:
         with self.store.transaction() as jobs:
             if job.id in jobs and not replace:
                 raise DuplicateJob(job.id)
-            if job.id in jobs:
+            if job.id in jobs and jobs.error(job.id) is None:  # a quarantined record is replaced whole
                 job = job.replace(created_at=jobs[job.id].created_at)
+            _check_upstreams(jobs, job)
             jobs[job.id] = job
             check_graph(jobs, roots=[job.id])
         return job
@@ -235,6 +237,7 @@ class JobService:
             base = self._get(jobs, job_id)
             job = job_from_options(job_id, opts, base, check_script=check_script,
                                    default_zone=self.default_zone())
+            _check_upstreams(jobs, job)
             jobs[job_id] = job
             check_graph(jobs, roots=[job_id])
         return job
@@ -243,7 +246,8 @@ class JobService:
         job_ids = list(dict.fromkeys(job_ids))  # `remove a a` removes a once
         with self.store.transaction() as jobs:
             for job_id in job_ids:
-                self._get(jobs, job_id)
+                if job_id not in jobs:  # a quarantined job can be removed too
+                    raise UnknownJob(job_id)
                 del jobs[job_id]
             users = {j: [d for d in jobs.depends_on(j) if d in job_ids] for j in jobs}
             users = {k: v for k, v in users.items() if v}
@@ -252,6 +256,8 @@ class JobService:
                 raise UnknownDependency(f"cannot remove {deps[0]!r}: job {name!r} depends on it "
                                         "(remove both, or use --force to drop the dependency)")
             for name in users:
+                if jobs.error(name) is not None:
+                    continue  # a quarantined record is kept as it was
                 jobs[name] = jobs[name].replace(depends_on=tuple(d for d in jobs[name].depends_on
                                                                  if d not in job_ids))
         return job_ids
@@ -272,7 +278,12 @@ class JobService:
             self._get(jobs, job_id)
 
     def all(self) -> dict[str, Job]:
-        return self.store.load().decode_all()
+        """The valid jobs (quarantined ones left out: see `catalogue`)."""
+        return self.store.load().valid()[0]
+
+    def catalogue(self) -> tuple[dict[str, Job], dict[str, str]]:
+        """(valid jobs by id, quarantined jobs: id -> why), as the daemon sees them."""
+        return self.store.load().valid()
 
     @staticmethod
     def _get(jobs: dict[str, Job], job_id: str) -> Job:
@@ -307,4 +318,5 @@ def job_view(job: Job, next_run: datetime | None, downstream_ids: list[str] | No
     data = job.to_dict()
     data["next_run"] = to_iso(next_run)
     data["downstream"] = sorted(downstream_ids or [])
+    data["error"] = None  # why a quarantined job is not scheduled (views.invalid_view)
     return data

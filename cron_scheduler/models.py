@@ -207,17 +207,6 @@ def parse_channels(text: str) -> tuple[str, ...]:
 
 # --- the job -----------------------------------------------------------------------------
 
-# Exact types of the scalar fields of a stored record (so true is not a number).
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "shell": (bool,), "enabled": (bool,),
-    "timeout": (int, float, type(None)), "expected_duration": (int, float, type(None)),
-    "retry_delay": (int, float), "retries": (int,), "priority": (int,), "max_output": (int,),
-    "alert_output": (int, type(None)),
-    "timezone": (str, type(None)), "start_at": (str, type(None)), "end_at": (str, type(None)),
-    "cwd": (str, type(None)), "created_at": (str, type(None)), "description": (str,),
-}
-
-
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -263,36 +252,37 @@ class Job:
         return {k: v for k, v in full.items() if k in ("id", "schedule", "command") or v != _DEFAULTS.get(k)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Job":
-        """Build a Job from stored JSON; a malformed record raises CorruptStore."""
+    def from_dict(cls, data: Any) -> "Job":
+        """Build a Job from a stored record and validate it as CLI input is validated
+        (`validate.validate`); a malformed record raises CorruptStore naming the field."""
+        from cron_scheduler.errors import CronSchedulerError
+        from cron_scheduler.validate import validate
         try:
-            kwargs = {k: v for k, v in data.items() if k in JOB_FIELDS}
+            if type(data) is not dict:
+                raise TypeError(f"a job record must be an object, not {type(data).__name__}")
+            missing = [k for k in ("id", "schedule", "command") if k not in data]
+            if missing:
+                raise TypeError(f"{missing[0]} is required")
+            kwargs = {k: v for k, v in data.items() if k in _FIELD_SET}
             for key in ("command", "depends_on", "notify", "notify_to"):
                 if key in kwargs:
-                    value = kwargs[key]
-                    if type(value) is not list or not all(type(v) is str for v in value):
+                    if type(kwargs[key]) is not list:
                         raise TypeError(f"{key} must be a list of strings")
-                    kwargs[key] = tuple(value)
-            if "overlap" in kwargs:
-                kwargs["overlap"] = Overlap(kwargs["overlap"])
-            if "catch_up" in kwargs:
-                kwargs["catch_up"] = CatchUp(kwargs["catch_up"])
-            env = kwargs.get("env", {})
-            if type(env) is not dict or not all(type(v) is str for v in env.values()):
-                raise TypeError("env must be an object of strings")
-            for key, value in kwargs.items():
-                if key in _FIELD_TYPES and type(value) not in _FIELD_TYPES[key]:
-                    raise TypeError(f"{key} has the wrong type ({type(value).__name__})")
-            for key in ("start_at", "end_at", "created_at"):
-                if kwargs.get(key) is not None:
-                    datetime.fromisoformat(kwargs[key])  # ValueError if not an ISO instant
-            job = cls(**kwargs)
-            if type(job.id) is not str or type(job.schedule) is not str or not job.command:
-                raise TypeError("id, schedule and command are required")
-            return job
-        except (TypeError, ValueError) as exc:
-            raise CorruptStore(f"invalid job record {data.get('id')!r}: {exc}") from None
+                    kwargs[key] = tuple(kwargs[key])
+            for key, enum in (("overlap", Overlap), ("catch_up", CatchUp)):
+                if key in kwargs:
+                    value = kwargs[key]
+                    member = next((e for e in enum if e.value == value and type(value) is str), None)
+                    if member is None:
+                        raise ValueError(f"invalid {key} {reprlib.repr(value)}: "
+                                         f"choose from {', '.join(e.value for e in enum)}")
+                    kwargs[key] = member
+            return validate(cls(**kwargs))
+        except (TypeError, ValueError, CronSchedulerError) as exc:
+            shown = reprlib.repr(data.get("id")) if type(data) is dict else "?"
+            raise CorruptStore(f"invalid job record {shown}: {exc}") from None
 
 
 JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+_FIELD_SET = frozenset(JOB_FIELDS)
 _DEFAULTS = {k: v for k, v in Job(id="", schedule="", command=()).to_dict().items()}

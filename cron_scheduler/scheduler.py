@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cron_scheduler import safefs
 from cron_scheduler.errors import CronSchedulerError, InvalidOption, StateWriteError
-from cron_scheduler.home import Config, Home, load_config
+from cron_scheduler.home import MAX_WORKERS, Config, Home, load_config
 from cron_scheduler.models import utcnow
 
 log = logging.getLogger("cron_scheduler")
@@ -32,7 +32,6 @@ WRITE_RETRY = 1.0  # seconds between attempts while state.db refuses writes
 # How long a write waits for another process's lock on state.db: waiting blocks the loop (no
 # output drained, no cap enforced), so a longer lock is a StateWriteError and a retry.
 BUSY_TIMEOUT = 0.2
-MAX_WORKERS = 1000  # --max-workers bound (cron-scheduler daemon has the same)
 
 
 class _RotatingLog(logging.handlers.RotatingFileHandler):

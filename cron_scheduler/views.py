@@ -10,12 +10,14 @@ from cron_scheduler import schedule
 from cron_scheduler.errors import InvalidSchedule
 from cron_scheduler.home import Home, load_config
 from cron_scheduler.jobs import JobService, downstream, job_view, next_runs, zone_of
-from cron_scheduler.models import format_duration, parse_iso, utcnow
+from cron_scheduler.models import Job, format_duration, parse_iso, utcnow
 from cron_scheduler.planner import fingerprint
+from cron_scheduler.validate import printable_id
 
 
 def list_view(home: Home) -> list[dict[str, Any]]:
-    jobs = JobService(home).all()
+    stored = JobService(home).store.load()
+    jobs, errors = stored.valid()
     default = load_config(home).timezone
     zone, now, down = schedule.get_zone(default), utcnow().replace(microsecond=0), downstream(jobs)
     cursors = _daemon_cursors(home) if jobs else {}
@@ -28,7 +30,25 @@ def list_view(home: Home) -> list[dict[str, Any]]:
                 found = next_runs(job, now, 1, zone)
                 nxt = found[0] if found else None
         rows.append(job_view(job, nxt, down[job.id]))
-    return rows
+    rows += [invalid_view(job_id, stored.raw(job_id), errors[job_id]) for job_id in errors]
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def invalid_view(job_id: str, record: Any, error: str) -> dict[str, Any]:
+    """A quarantined job in the shape of `job_view`: what of its record is readable (schedule,
+    command, depends_on, enabled, description), defaults for the rest, and `error` saying why
+    the daemon does not schedule it."""
+    data = Job(id=job_id, schedule="", command=()).to_dict()
+    record = record if type(record) is dict else {}
+    for key, kind in (("schedule", str), ("enabled", bool), ("description", str)):
+        if type(record.get(key)) is kind and (kind is not str or record[key].isprintable()):
+            data[key] = record[key]
+    for key in ("command", "depends_on"):
+        value = record.get(key)
+        if type(value) is list and all(type(v) is str for v in value):
+            data[key] = value
+    data.update(next_run=None, downstream=[], error=error)
+    return data
 
 
 def _daemon_cursors(home: Home) -> dict[str, dict[str, datetime]]:
@@ -43,7 +63,10 @@ def _daemon_cursors(home: Home) -> dict[str, dict[str, datetime]]:
 
 def show_view(home: Home, job_id: str, usual: bool = False) -> dict[str, Any]:
     service = JobService(home)
-    jobs = service.all()
+    stored = service.store.load()
+    jobs, errors = stored.valid()
+    if job_id in errors:
+        return invalid_view(job_id, stored.raw(job_id), errors[job_id])
     job = service._get(jobs, job_id)
     nxt = next_runs(job, utcnow(), 1, service.default_zone()) if job.enabled else []
     view = job_view(job, nxt[0] if nxt else None, downstream(jobs)[job_id])
@@ -64,7 +87,10 @@ def next_times(home: Home, target: str, count: int, tz: str | None, start: str |
     expression is read in --tz, else the default zone. A --from without an offset is read in
     the zone the times are shown in."""
     service = JobService(home)
-    jobs = service.all() if home.jobs.exists() else {}
+    jobs, errors = service.catalogue() if home.jobs.exists() else ({}, {})
+    if target in errors:
+        from cron_scheduler.errors import CorruptStore
+        raise CorruptStore(f"job {target!r} is invalid, not scheduled: {errors[target]}")
     if target in jobs:
         job = jobs[target]
         zone = zone_of(job, service.default_zone())
@@ -102,7 +128,7 @@ def instant_option(start: str | None, option: str, zone: tzinfo | None = None) -
 
 def status_view(home: Home) -> dict[str, Any]:
     from cron_scheduler.instance import daemon_pid, read_daemon_info
-    jobs = JobService(home).all() if home.jobs.exists() else {}
+    jobs, invalid = JobService(home).catalogue() if home.jobs.exists() else ({}, {})
     pid = daemon_pid(home)
     info = read_daemon_info(home) if pid is not None else {}
     rows = list_view(home) if jobs else []
@@ -113,7 +139,7 @@ def status_view(home: Home) -> dict[str, Any]:
         with History.opened(home) as history:
             running = history.running_ids()
     return {"home": str(home.root), "daemon_running": pid is not None, "pid": pid, "jobs": len(jobs),
-            "running": running, "next_due": min(due) if due else None,
+            "invalid_jobs": sorted(invalid), "running": running, "next_due": min(due) if due else None,
             "kill_method": info.get("kill_method"), "kill_detail": info.get("kill_detail")}
 
 
@@ -131,13 +157,17 @@ def format_table(rows: list[dict[str, Any]], zone: tzinfo | None = None, now: da
     if not rows:
         return "no jobs"
     zone, now = zone or schedule.local_zone(), now or utcnow()
-    body = [(r["id"], r["schedule"], when(parse_iso(r["next_run"]), zone, now), _state(r),
+    body = [(printable_id(r["id"]), r["schedule"], when(parse_iso(r["next_run"]), zone, now), _state(r),
              ",".join(r["depends_on"]) or "-", shlex.join(r["command"])) for r in rows]
-    return "\n".join(table(("ID", "SCHEDULE", "NEXT RUN", "STATE", "DEPENDS", "COMMAND"), body,
-                           max_width=width, show_headers=headers, status_col=3, colour=colour))
+    lines = table(("ID", "SCHEDULE", "NEXT RUN", "STATE", "DEPENDS", "COMMAND"), body,
+                  max_width=width, show_headers=headers, status_col=3, colour=colour)
+    lines += [f"invalid job {printable_id(r['id'])}, not scheduled: {r['error']}" for r in rows if r.get("error")]
+    return "\n".join(lines)
 
 
 def _state(row: dict[str, Any]) -> str:
+    if row.get("error"):
+        return "INVALID"
     if not row["enabled"]:
         return "paused"
     if row["next_run"] is None and schedule.parse(row["schedule"]).kind is schedule.Kind.ONCE:
@@ -149,7 +179,9 @@ def format_job(data: dict[str, Any], zone: tzinfo | None = None, now: datetime |
     from cron_scheduler.humanize import size, span, stamp, when
     zone, now = zone or schedule.local_zone(), now or utcnow()
     lines = [f"{'id':<18}{data['id']}"]
-    shown = dict(data)
+    if data.get("error"):
+        lines.append(f"{'error':<18}INVALID, not scheduled: {data['error']}")
+    shown = {k: v for k, v in data.items() if k != "error"}
     shown["next_run"] = when(parse_iso(data["next_run"]), zone, now)
     for key in ("start_at", "end_at", "created_at"):
         if data.get(key):
@@ -179,7 +211,9 @@ def format_status(data: dict[str, Any], names: dict[int, str] | None = None, zon
     daemon = (paint("running", "running", colour) + f" (pid {data['pid']})" if data["daemon_running"]
               else paint("not running", "failed", colour))
     running = ", ".join(f"{i} ({names[i]})" if i in names else str(i) for i in data["running"])
-    return "\n".join([f"home      {data['home']}", f"daemon    {daemon}", f"jobs      {data['jobs']}",
+    invalid = data.get("invalid_jobs") or []
+    jobs = f"{data['jobs']}" + (f" (and {len(invalid)} invalid, not scheduled: see list)" if invalid else "")
+    return "\n".join([f"home      {data['home']}", f"daemon    {daemon}", f"jobs      {jobs}",
                       f"running   {running or '-'}",
                       f"next due  {when(parse_iso(data['next_due']), zone, now)}"]
                      + ([f"kill      {data['kill_method']} ({data['kill_detail']})"]

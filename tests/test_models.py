@@ -94,7 +94,7 @@ def test_invalid_job_ids(job_id):
 def full_job() -> Job:
     """A job with every field set to a non-default value."""
     return Job(
-        id="full", schedule="*/5 * * * *", command=("/bin/echo", "hi"), shell=True, timeout=60.0,
+        id="full", schedule="*/5 * * * *", command=("/bin/echo hi",), shell=True, timeout=60.0,
         depends_on=("a", "b"), retries=3, retry_delay=45.0, overlap=Overlap.QUEUE, catch_up=CatchUp.ALL,
         priority=7, timezone="Europe/Berlin", start_at="2026-01-01T00:00:00+00:00",
         end_at="2027-01-01T00:00:00+00:00", cwd="/tmp", env={"A": "1", "B": "x=y"}, enabled=False,
@@ -114,7 +114,7 @@ def test_job_round_trips_through_json():
     job = full_job()
     data = json.loads(json.dumps(job.to_dict()))
     assert set(data) == set(Job.__dataclass_fields__)
-    assert data["command"] == ["/bin/echo", "hi"] and data["overlap"] == "queue" and data["catch_up"] == "all"
+    assert data["command"] == ["/bin/echo hi"] and data["overlap"] == "queue" and data["catch_up"] == "all"
     again = Job.from_dict(data)
     assert again == job
     assert isinstance(again.command, tuple) and isinstance(again.overlap, Overlap)

@@ -131,11 +131,16 @@ CORRUPT = {
     "jobs-a-list": b'{"version": 1, "jobs": []}',
     "wrong-version": b'{"version": 2, "jobs": {}}',
     "no-version": b'{"jobs": {}}',
-    "record-not-object": b'{"version": 1, "jobs": {"a": "x"}}',
-    "id-mismatch": json.dumps({"version": 1, "jobs": {"b": GOOD_RECORD}}).encode(),
-    "missing-command": json.dumps({"version": 1, "jobs": {"a": {"id": "a", "schedule": "@daily"}}}).encode(),
-    "bad-overlap": json.dumps({"version": 1, "jobs": {"a": dict(GOOD_RECORD, overlap="often")}}).encode(),
-    "bad-timeout-type": json.dumps({"version": 1, "jobs": {"a": dict(GOOD_RECORD, timeout="30m")}}).encode(),
+    "nested-too-deep": b'{"version": 1, "jobs": {"a": ' + b"[" * 100000 + b"]" * 100000 + b"}}",
+}
+
+# One bad record does not make the store unusable: it is quarantined (see test_validate.py).
+BAD_RECORDS = {
+    "record-not-object": ("a", "x"),
+    "id-mismatch": ("b", GOOD_RECORD),
+    "missing-command": ("a", {"id": "a", "schedule": "@daily"}),
+    "bad-overlap": ("a", dict(GOOD_RECORD, overlap="often")),
+    "bad-timeout-type": ("a", dict(GOOD_RECORD, timeout="30m")),
 }
 
 
@@ -170,15 +175,33 @@ def test_unreadable_store_is_reported(store, home):
     assert (home / "jobs.json").is_dir()
 
 
+@pytest.mark.parametrize("key,record", BAD_RECORDS.values(), ids=BAD_RECORDS.keys())
+def test_bad_record_is_quarantined_and_kept_as_it_was_by_other_writes(store, home, key, record):
+    home.mkdir(mode=0o700)
+    good = make_job("good").to_record()
+    (home / "jobs.json").write_text(json.dumps({"version": 1, "jobs": {key: record, "good": good}}))
+    jobs, errors = store.load().valid()
+    assert list(jobs) == ["good"] and list(errors) == [key]
+    assert key in errors[key] and "\n" not in errors[key]
+    with pytest.raises(CorruptStore, match=rf"job '{key}' in .*jobs.json is invalid: .*remove it"):
+        store.load()[key]
+    with store.transaction() as stored:  # a write that does not touch it
+        stored["new"] = make_job("new")
+    data = json.loads((home / "jobs.json").read_text())
+    assert data["jobs"][key] == record and set(data["jobs"]) == {key, "good", "new"}
+
+
 def test_bad_record_in_a_large_store_is_reported_and_never_dropped(store, home):
     records = {f"j{i:05d}": make_job(f"j{i:05d}").to_dict() for i in range(1500)}
     records["bad"] = {"id": "bad", "schedule": "@daily", "command": "not a list"}
     home.mkdir(mode=0o700)
     (home / "jobs.json").write_text(json.dumps({"version": 1, "jobs": records}))
     with pytest.raises(CorruptStore, match=str(home / "jobs.json")):
-        dict(store.load())
+        store.load().decode_all()
     with pytest.raises(CorruptStore):
         store.load()["bad"]
+    jobs, errors = store.load().valid()
+    assert len(jobs) == 1500 and list(errors) == ["bad"]
     # a write that does not touch it keeps the record as it was
     with store.transaction() as jobs:
         jobs["new"] = make_job("new")

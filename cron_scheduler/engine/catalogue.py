@@ -14,6 +14,7 @@ from cron_scheduler.home import Config, Home
 from cron_scheduler.jobs import zone_of as job_zone
 from cron_scheduler.models import Job, Trigger, parse_iso, to_iso
 from cron_scheduler.store import Store
+from cron_scheduler.validate import printable_id
 
 log = logging.getLogger("cron_scheduler")
 
@@ -28,6 +29,7 @@ class Catalogue:
         self.cursors: dict[str, datetime | None] = {}
         self.heap: list[tuple[datetime, str]] = []
         self.signature = None
+        self.quarantined: dict[str, str] = {}  # invalid jobs in the store: id -> why (logged once)
 
     def configure(self, config: Config) -> None:
         """A reloaded config.toml. A new default timezone changes the fingerprint of every job
@@ -41,22 +43,32 @@ class Catalogue:
         return job_zone(job, self.zone)  # the one zone rule, shared with the CLI
 
     def reload(self, now: datetime, force: bool = False) -> bool:
-        """Re-read jobs.json if it changed (True); a corrupt store keeps the last good jobs."""
+        """Re-read jobs.json if it changed (True); a corrupt or insecure store keeps the last
+        good jobs. Invalid jobs are quarantined: logged once, left out, the others run."""
         signature = self.store.signature()
         if signature == self.signature and not force:
             return False
         try:
-            jobs = self.store.load().decode_all()
+            self.store.check_secure(signature)
+            jobs, errors = self.store.load().valid()
         except CronSchedulerError as exc:
             log.error("job store unusable, keeping the last good jobs: %s", exc)
             self.signature = signature
             return False
+        for job_id, error in errors.items():
+            if self.quarantined.get(job_id) != error:
+                log.error("job %s quarantined, not scheduled until it is fixed: %s", printable_id(job_id), error)
+        for job_id in set(self.quarantined) - set(errors):
+            if job_id in jobs:
+                log.info("job %s is valid again", job_id)
+        self.quarantined = errors
         states = self.history.job_states()
         with self.history.transaction():
             for job_id in set(self.jobs) - set(jobs):
-                log.info("job %s removed", job_id)
                 self.cursors.pop(job_id, None)
-                self.history.drop_job_state(job_id)
+                if job_id not in errors:  # a quarantined job keeps its cursor state for when it is fixed
+                    log.info("job %s removed", job_id)
+                    self.history.drop_job_state(job_id)
             for job in jobs.values():
                 self._sync_cursor(job, states.get(job.id), now)
         self.jobs, self.down, self.signature = jobs, planner.dependents(jobs), signature
