@@ -28,6 +28,7 @@ from cron_scheduler.web import api, auth, live, metrics, pages
 HERE = Path(__file__).parent
 COOKIE = "cron_scheduler_token"
 OPEN_PATHS = ("/login", "/static/")
+MAX_FORM = 64 * 1024
 
 
 class Guard(BaseHTTPMiddleware):
@@ -37,9 +38,7 @@ class Guard(BaseHTTPMiddleware):
         if request.method == "POST" and path != "/login":
             if state.read_only:
                 return JSONResponse({"error": "read-only dashboard: actions are disabled"}, 403)
-            form = None
-            if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-                form = dict(await request.form())
+            form = await form_of(request)
             if not auth.matches(state.token, auth.presented(request.headers, form)):
                 return JSONResponse({"error": "this action needs the token (X-Token header); "
                                               "see `cron-scheduler web --print-token`"}, 403)
@@ -52,11 +51,20 @@ class Guard(BaseHTTPMiddleware):
         return await call_next(request)
 
 
+async def form_of(request: Request) -> dict[str, str]:
+    """An urlencoded form's fields (the token field of a page without script); {} otherwise."""
+    from urllib.parse import parse_qsl
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {}
+    body = await request.body()
+    return dict(parse_qsl(body[:MAX_FORM].decode("utf-8", "replace")))
+
+
 async def login(request: Request) -> Response:
     """A form that sets the read cookie on a remote bind (HttpOnly, SameSite=Strict)."""
     state = request.app.state
     if request.method == "POST":
-        form = dict(await request.form())
+        form = await form_of(request)
         if auth.matches(state.token, form.get("token")):
             response = RedirectResponse("/", 303)
             response.set_cookie(COOKIE, form["token"], httponly=True, samesite="strict",
@@ -82,6 +90,8 @@ def _error(request: Request, exc: Exception) -> Response:
         code = 409
     else:
         code = 500
+        import traceback
+        traceback.print_exception(exc, file=sys.stderr)  # a bug: its trace goes to the server's stderr
     message = str(exc) if isinstance(exc, CronSchedulerError) else "internal error"
     if request.url.path.startswith("/api/") or request.method == "POST":
         return JSONResponse({"error": message}, code)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterator
 
 from cron_scheduler.control import run_view
-from cron_scheduler.history import History, RunEvent
+from cron_scheduler.history import RUN_COLUMNS, History, RunEvent
 from cron_scheduler.home import Home
 from cron_scheduler.models import ACTIVE, RunStatus, parse_iso, to_iso
 
@@ -42,7 +42,7 @@ def job_summaries(home: Home) -> dict[str, dict[str, Any]]:
     with reading(home) as history:
         if history is None:
             return {}
-        rows = _runs(history, "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY run_id DESC) "
+        rows = _runs(history, f"SELECT {', '.join(RUN_COLUMNS)} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY run_id DESC) "
                               "AS rn FROM runs) WHERE rn <= ? ORDER BY run_id DESC", (RECENT,))
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
