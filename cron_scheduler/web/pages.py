@@ -26,7 +26,7 @@ def _render(request: Request, name: str, context: dict[str, Any]) -> HTMLRespons
     zone, now = text_zone(home), utcnow()
     fragment = request.query_params.get("fragment") == "1"
     context.update(request=request, zone=zone, now=now, fragment=fragment, read_only=request.app.state.read_only,
-                   when=lambda iso: when(parse_iso(iso), zone, now) if iso else "-",
+                   when=lambda iso: when(parse_iso(iso).replace(microsecond=0), zone, now) if iso else "-",
                    stamp=lambda iso: stamp(parse_iso(iso).replace(microsecond=0), zone) if iso else "-",
                    span=span, size=size, colour=charts.colour, home=str(home.root))
     template = request.app.state.templates.get_template(name)
