@@ -297,3 +297,42 @@ def test_the_daemon_serves_the_dashboard_with_web_and_stops_it(e2e):
     assert d.terminate() == 0
     assert status() is None
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def _lags(env: Env, first_run: int) -> list[float]:
+    from harness import ts
+    return sorted(ts(r["started_at"]) - ts(r["scheduled_for"]) for r in env.history("tick")
+                  if r["run_id"] > first_run and r["trigger"] == "schedule" and r["started_at"])
+
+
+@pytest.mark.slow
+def test_the_daemons_launch_lag_is_unchanged_with_the_web_polling(e2e, daemon, web):
+    """A job every second, 12 s without the web process, then 12 s with it serving a live
+    event stream, a followed log and a page plus /metrics every half second: the start lag
+    (start - slot) stays where it was. The figures are printed (-s shows them)."""
+    import statistics
+    import time
+    e2e.create_cron("tick", "* * * * * *", str(e2e.script("tick.py", "print('tick')\n")))
+    daemon()
+    time.sleep(12)
+    quiet = _lags(e2e, 0)
+    last = e2e.history("tick")[-1]["run_id"]
+    server = web()
+    stop = threading.Event()
+    threading.Thread(target=_read_sse, args=(server.base + "/api/events", [], stop), daemon=True).start()
+    end = time.monotonic() + 12
+    while time.monotonic() < end:
+        for path in ("/", "/metrics", "/timeline", "/jobs/tick"):
+            assert server.get(path)[0] == 200
+        time.sleep(0.5)
+    stop.set()
+    busy = _lags(e2e, last)
+    assert len(quiet) >= 8 and len(busy) >= 8
+
+    def q(values, p):
+        return values[min(len(values) - 1, int(p * len(values)))]
+
+    print(f"\nlaunch lag without web: p50 {statistics.median(quiet) * 1000:.1f} ms, p95 {q(quiet, .95) * 1000:.1f} ms"
+          f" ({len(quiet)} runs); with web polling: p50 {statistics.median(busy) * 1000:.1f} ms, "
+          f"p95 {q(busy, .95) * 1000:.1f} ms ({len(busy)} runs)")
+    assert statistics.median(busy) < statistics.median(quiet) + 0.05
