@@ -85,7 +85,7 @@ def _lanes(bars: list[tuple[datetime, datetime, dict]]) -> list[list[tuple[datet
 
 
 def gantt(runs: list[dict[str, Any]], job_ids: list[str], start: datetime, end: datetime,
-          now: datetime, width: int = 1100) -> str:
+          now: datetime, width: int = 1100, zone=None) -> str:
     """One row per job (a lane per overlapping run). A bar is a run from its start to its end
     (or now), preceded by a pale stretch while it was queued or waiting; a retry has a dashed
     outline; a run that never started (skipped, missed, blocked) is a tick at its slot."""
@@ -122,7 +122,7 @@ def gantt(runs: list[dict[str, Any]], job_ids: list[str], start: datetime, end: 
     while tick < end:
         grid.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{head - 4}" y2="{y}" stroke="#f0f0f0"/>'
                     f'<text x="{x(tick):.1f}" y="{head - 8}" text-anchor="middle" class="axis">'
-                    f'{tick.astimezone().strftime("%H:%M")}</text>')
+                    f'{tick.astimezone(zone).strftime("%H:%M")}</text>')
         tick += timedelta(hours=hours)
     grid.append(f'<line x1="{x(now):.1f}" x2="{x(now):.1f}" y1="{head - 4}" y2="{y}" stroke="#d03b3b" '
                 f'stroke-dasharray="2 2"><title>now</title></line>')

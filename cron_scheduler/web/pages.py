@@ -99,13 +99,15 @@ def run(request: Request) -> HTMLResponse:
 
 def timeline(request: Request) -> HTMLResponse:
     from cron_scheduler.jobs import JobService
+    from cron_scheduler.views import text_zone
     home = home_of(request)
     hours = int_param(request, "hours", 6, 1, MAX_HOURS)
     now = utcnow()
     start = now - timedelta(hours=hours)
     runs = data.runs_between(home, start, now)
     job_ids = sorted(JobService(home).all()) if home.jobs.exists() else []
-    svg = charts.gantt(runs, job_ids, start, now + timedelta(hours=hours) / 40, now)
+    svg = charts.gantt(runs, job_ids, start, now + timedelta(hours=hours) / 40, now,
+                       zone=text_zone(home))
     counts = {}
     for r in runs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
