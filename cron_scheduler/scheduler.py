@@ -92,8 +92,8 @@ def setup_logging(home: Home, config: Config, level: str) -> None:
 
 
 class Daemon:
-    def __init__(self, home: Home, config: Config, once: bool = False):
-        self.home, self.config, self.once = home, config, once
+    def __init__(self, home: Home, config: Config, once: bool = False, web: str | None = None):
+        self.home, self.config, self.once, self.web = home, config, once, web
         self.stopping = False
         self.reload_requested = False
         self.fired = False  # --once: the due timer slots were taken
@@ -126,7 +126,7 @@ class Daemon:
         self.home.check_secure()
         lock = InstanceLock(self.home)
         lock.acquire()
-        cgroups = sender = None
+        cgroups = sender = web = None
         try:
             loop = Loop()
             self._install_signals(loop)
@@ -147,8 +147,13 @@ class Daemon:
             history.set_busy_timeout(BUSY_TIMEOUT)
             from cron_scheduler.notify.link import SenderLink
             sender = SenderLink.start(self.home, self.config)  # alerts: a process of its own (notify/)
+            if self.web:  # the dashboard: a process of its own too (web/)
+                from cron_scheduler.web.child import WebChild
+                web = WebChild.start(self.home, self.web)
             return self._loop(engine, requests, pool)
         finally:
+            if web is not None:
+                web.stop()
             if sender is not None:
                 sender.stop()
             if cgroups is not None:
@@ -285,6 +290,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--once", action="store_true", help="process what is due now, wait for it, exit")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         type=str.upper)
+    parser.add_argument("--web", nargs="?", const="127.0.0.1:8765", metavar="HOST:PORT",
+                        help="also serve the web dashboard (a child process; needs the web extra)")
     return parser.parse_args(argv)
 
 
@@ -298,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise InvalidOption(f"--max-workers must be from 1 to {MAX_WORKERS}, not {args.max_workers}")
             config = dataclasses.replace(config, max_workers=args.max_workers)
         setup_logging(home, config, args.log_level)
-        return Daemon(home, config, once=args.once).run()
+        return Daemon(home, config, once=args.once, web=args.web).run()
     except CronSchedulerError as exc:
         print(f"cron-scheduler daemon: error: {exc}", file=sys.stderr)
         return exc.exit_code
