@@ -315,7 +315,7 @@ class Engine:
                                 output_path=str(log_path), reason=reason)
         return RunSpec(run_id=run.run_id, job_id=job.id, argv=self.argv(job), env=self.env(job, run),
                        cwd=job.cwd, log_path=log_path, max_output=job.max_output, timeout=job.timeout,
-                       marker=marker)
+                       marker=marker, resources=job.resources or None, worker=job.worker)
 
     @staticmethod
     def argv(job: Job) -> tuple[str, ...]:

@@ -87,6 +87,8 @@ class Config:
     log_max_bytes: int = 5 * 1024 * 1024
     log_backups: int = 5
     notify: dict[str, Any] = field(default_factory=dict)
+    executor: str = "local"  # where runs execute: "local" (this host) or "dask" (a Dask cluster)
+    dask_scheduler: str | None = None  # the Dask scheduler's address, e.g. tcp://HOST:8786
 
 
 def load_config(home: Home) -> Config:
@@ -108,6 +110,17 @@ def load_config(home: Home) -> Config:
         raise InvalidOption(f"{home.config_file}: {exc}") from None
     if not isinstance(config.max_workers, int) or config.max_workers < 1:
         raise InvalidOption(f"{home.config_file}: max_workers must be a positive integer")
+    check_executor(config, str(home.config_file))
     from cron_scheduler.notify.config import parse_notify  # a bad [notify] block is a config error too
     parse_notify(config.notify, str(home.config_file))
     return config
+
+
+def check_executor(config: Config, where: str) -> None:
+    """executor is "local" or "dask"; "dask" needs the scheduler's address."""
+    if config.executor not in ("local", "dask"):
+        raise InvalidOption(f"{where}: executor must be 'local' or 'dask', not {config.executor!r}")
+    if config.dask_scheduler is not None and not isinstance(config.dask_scheduler, str):
+        raise InvalidOption(f"{where}: dask_scheduler must be an address like tcp://HOST:8786")
+    if config.executor == "dask" and not config.dask_scheduler:
+        raise InvalidOption(f"{where}: executor 'dask' needs dask_scheduler (e.g. tcp://HOST:8786)")
