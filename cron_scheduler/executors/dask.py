@@ -97,6 +97,7 @@ class DaskPool(Pool):
         self._done: list[RunResult] = []
         self._forget: list[str] = []  # topics of finished runs, dropped from the scheduler in batches
         self._check: Timer | None = None
+        self._closed = False
 
     # --- the interface ---------------------------------------------------------------------
 
@@ -170,6 +171,9 @@ class DaskPool(Pool):
         self._stop(run, self.kill_grace)
 
     def shutdown(self, grace: float) -> list[RunResult]:
+        if self._closed:
+            return []
+        self._closed = True
         for run in list(self._runs.values()):
             if not run.cancelled:
                 run.cancelled, run.cancel_reason = True, "daemon shutdown"
