@@ -68,6 +68,8 @@ def job_options(f):
         click.option("--alert-output", metavar="SIZE", help="An `output` alert when a run writes more."),
         click.option("--expect", "expected_duration", metavar="DURATION", help="Alert when a run is slower."),
         click.option("--max-output", metavar="SIZE", help="Output kept per run (default 10MB)."),
+        click.option("--resources", metavar="NAME=AMOUNT,...", help="Dask worker resources a run needs (cpu=2,mem=4GB)."),
+        click.option("--worker", metavar="ADDRESS", help="The Dask worker runs execute on; 'none' = any."),
         click.option("--description", metavar="TEXT", help="Free text."),
         click.option("--no-check", is_flag=True, help="Do not check that the script exists."),
     ]

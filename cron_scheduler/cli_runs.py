@@ -177,8 +177,10 @@ def explain_cmd(job_id, at, home):
               help="Runs at once (default: config, else 10).")
 @click.option("--once", is_flag=True)
 @click.option("--log-level", default="INFO")
+@click.option("--executor", type=click.Choice(["local", "dask"]), help="Where runs execute (default: config, else local).")
+@click.option("--dask-scheduler", metavar="ADDRESS", help="Dask scheduler for --executor dask, e.g. tcp://HOST:8786.")
 @home_option
-def daemon_cmd(max_workers, once, log_level, home):
+def daemon_cmd(max_workers, once, log_level, executor, dask_scheduler, home):
     """Run the daemon in the foreground (same as python -m cron_scheduler.scheduler)."""
     from cron_scheduler.scheduler import main as daemon_main
     args = ["--home", str(get_home(home).root), "--log-level", log_level]
@@ -186,6 +188,8 @@ def daemon_cmd(max_workers, once, log_level, home):
         args += ["--max-workers", str(max_workers)]
     if once:
         args.append("--once")
+    args += ["--executor", executor] if executor else []
+    args += ["--dask-scheduler", dask_scheduler] if dask_scheduler else []
     sys.exit(daemon_main(args))
 
 

@@ -92,6 +92,8 @@ class Config:
     log_max_bytes: int = 5 * 1024 * 1024
     log_backups: int = 5
     notify: dict[str, Any] = field(default_factory=dict)
+    executor: str = "local"  # where runs execute: "local" (this host) or "dask" (a Dask cluster)
+    dask_scheduler: str | None = None  # the Dask scheduler's address, e.g. tcp://HOST:8786
 
 
 MAX_WORKERS = 1000
@@ -128,7 +130,9 @@ def load_config(home: Home) -> Config:
             raise InvalidOption(f"{where}: {key} {problem}, not {_shown(value)}")
     from cron_scheduler.notify.config import parse_notify  # a bad [notify] block is a config error too
     parse_notify(data.get("notify", {}), str(where))
-    return Config(**data)
+    config = Config(**data)
+    check_executor(config, str(where))
+    return config
 
 
 def _int(low: int, high: int):
@@ -169,6 +173,8 @@ _CHECKS = {
     "log_max_bytes": _int(0, MAX_LOG_BYTES),
     "log_backups": _int(0, MAX_LOG_BACKUPS),
     "notify": _table,
+    "executor": lambda v: None if v in ("local", "dask") else "must be 'local' or 'dask'",
+    "dask_scheduler": lambda v: None if type(v) is str and v else "must be an address like tcp://HOST:8786",
 }
 
 
@@ -176,3 +182,12 @@ def _shown(value: Any) -> str:
     text = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
     text = {"True": "true", "False": "false"}.get(text, text)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_executor(config: Config, where: str) -> None:
+    """executor is "local" or "dask"; "dask" needs the scheduler's address."""
+    problem = _CHECKS["executor"](config.executor)
+    if problem:
+        raise InvalidOption(f"{where}: executor {problem}, not {_shown(config.executor)}")
+    if config.executor == "dask" and not config.dask_scheduler:
+        raise InvalidOption(f"{where}: executor 'dask' needs dask_scheduler (e.g. tcp://HOST:8786)")

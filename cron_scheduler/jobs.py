@@ -18,7 +18,7 @@ from cron_scheduler.errors import (DependencyCycle, DuplicateJob, InvalidOption,
                                    UnknownDependency, UnknownJob)
 from cron_scheduler.home import Home, load_config
 from cron_scheduler.models import (CatchUp, Job, Overlap, parse_channels, parse_duration, parse_iso,
-                                   parse_notify, parse_size, to_iso, utcnow, validate_job_id)
+                                   parse_notify, parse_resources, parse_size, to_iso, utcnow, validate_job_id)
 from cron_scheduler.store import Store
 from cron_scheduler.validate import validate
 
@@ -72,6 +72,10 @@ def job_from_options(job_id: str, opts: dict[str, Any], base: Job | None = None,
         changes["notify_to"] = parse_channels(opts["notify_to"])
     if opts.get("alert_output") is not None:
         changes["alert_output"] = None if opts["alert_output"].lower() in CLEAR else parse_size(opts["alert_output"])
+    if opts.get("resources") is not None:
+        changes["resources"] = parse_resources(opts["resources"])
+    if opts.get("worker") is not None:
+        changes["worker"] = None if opts["worker"].lower() in CLEAR else opts["worker"]
     if opts.get("description") is not None:
         changes["description"] = opts["description"]
     if opts.get("enabled") is not None:

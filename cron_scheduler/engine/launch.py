@@ -82,7 +82,7 @@ class Launcher:
                                 output_path=str(log_path), reason=reason)
         return RunSpec(run_id=run.run_id, job_id=job.id, argv=argv(job), env=self.env(job, run),
                        cwd=job.cwd, log_path=log_path, max_output=job.max_output, timeout=job.timeout,
-                       marker=marker)
+                       marker=marker, resources=job.resources or None, worker=job.worker)
 
     def env(self, job: Job, run: Run) -> dict[str, str]:
         env = dict(self.base_env)

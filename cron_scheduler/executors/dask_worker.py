@@ -1,0 +1,250 @@
+"""The worker side of DaskPool: one Dask task per run starts the job's process on the worker
+and supervises it with the runner's semantics (own session, environment with the run's marker,
+cwd, stdin /dev/null, stdout+stderr together, timeout with SIGTERM -> grace -> SIGKILL of the
+whole tree found by process group and marker, output capped, exit code or signal, rusage).
+
+Exactly once: before it spawns anything the task claims its marker on the Dask scheduler
+(`claim`, atomic: it runs on the scheduler's event loop). Dask re-runs a task whose worker
+died; that second attempt finds the claim taken and returns {"claimed": False} without
+starting the job, and the daemon records the run interrupted (its own retry policy applies).
+
+Everything the daemon learns travels as Dask events on the run's topic (`topic(marker)`), kept
+by the scheduler, so that a restarted daemon replays them and re-attaches: "start" (worker,
+pid), "out" chunks (offset, data: only the first max_output bytes; the rest is counted) and
+"end" (the result). Control reaches the process through `cancel` (Client.run on the workers).
+This module is imported on the workers and on the scheduler: install the package there too.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import threading
+import time
+
+from cron_scheduler.pool import OUTPUT_GRACE, resolve_argv
+from cron_scheduler.runner import (CHUNK, MARKER_VAR, SPAWN_ERRORS, Outcome, TreeKill, exit_status,
+                                   spawn_error_message)
+
+TOPIC_PREFIX = "cron-scheduler-run-"
+FLUSH_EVERY = 0.2  # output is sent at least this often while a run writes
+POLL = 0.05  # supervision tick (exit, deadline, stop) while the pipe is quiet
+CLAIM_TTL = 7 * 24 * 3600.0  # claims older than this are forgotten (their futures are long released)
+
+
+def topic(marker: str) -> str:
+    return TOPIC_PREFIX + marker
+
+
+class _Control:
+    """A stop request for a run executing in this worker process (set from Client.run)."""
+
+    def __init__(self):
+        self.reason: str | None = None
+        self.grace: float | None = None
+        self.pid: int | None = None
+
+
+_lock = threading.Lock()
+_runs: dict[str, _Control] = {}  # marker -> control, for runs executing in this worker process
+_stopped: dict[str, tuple[str, float]] = {}  # stops that arrived before their run started
+
+
+# --- on the scheduler --------------------------------------------------------------------
+
+def claim(marker: str, now: float, dask_scheduler=None) -> bool:
+    """Take the run's claim; False if it was taken before (the task is a re-run)."""
+    claims = dask_scheduler.__dict__.setdefault("_cron_scheduler_claims", {})
+    if marker in claims:
+        return False
+    claims[marker] = now
+    if len(claims) % 4096 == 0:
+        for old in [m for m, at in claims.items() if at < now - CLAIM_TTL]:
+            del claims[old]
+    return True
+
+
+def forget(topics: list[str], dask_scheduler=None) -> None:
+    """Drop the events of finished runs from the scheduler's memory."""
+    broker = getattr(dask_scheduler, "_broker", None)
+    for name in topics:
+        getattr(broker, "_topics", {}).pop(name, None)
+
+
+# --- on a worker, through Client.run -------------------------------------------------------
+
+def cancel(marker: str, reason: str, grace: float) -> bool:
+    """Stop the run with this marker if it executes here (or when it starts here); True if it ran."""
+    with _lock:
+        control = _runs.get(marker)
+        if control is None:
+            _stopped[marker] = (reason, grace)
+            if len(_stopped) > 10000:
+                _stopped.pop(next(iter(_stopped)))
+            return False
+        if control.reason is None:
+            control.reason, control.grace = reason, grace
+        else:
+            control.grace = min(control.grace, grace)
+        return True
+
+
+async def cancel_soon(marker: str, reason: str, grace: float) -> None:
+    """cancel() as a coroutine: Client.run(..., wait=False) accepts only those."""
+    cancel(marker, reason, grace)
+
+
+def find(marker: str) -> int | None:
+    """The pid of the run with this marker if it executes in this worker process, else None;
+    0 if it executes but has no process yet."""
+    with _lock:
+        control = _runs.get(marker)
+    return None if control is None else (control.pid or 0)
+
+
+# --- the task --------------------------------------------------------------------------------
+
+def run_job(spec: dict) -> dict:
+    """The Dask task of one run: claim, spawn, supervise, report. Returns the "end" message
+    (or {"claimed": False} for a re-run, which starts nothing)."""
+    from distributed import get_client, get_worker
+    worker = get_worker()
+    marker = spec["marker"]
+    if not get_client().run_on_scheduler(claim, marker, time.time()):
+        return {"claimed": False}
+    name = topic(marker)
+
+    def send(msg: dict) -> None:
+        worker.log_event(name, msg)
+
+    control = _Control()
+    with _lock:
+        _runs[marker] = control
+        early = _stopped.pop(marker, None)
+    try:
+        if early is not None:  # stopped before it started: nothing is spawned
+            now = time.time()
+            end = _end(spec, None, now, now, Outcome.CANCELLED, cancel_reason=early[0])
+        else:
+            end = _supervise(spec, control, worker.address, send)
+        send(end)
+        return end
+    finally:
+        with _lock:
+            _runs.pop(marker, None)
+
+
+def _end(spec: dict, pid: int | None, started: float, finished: float, outcome: Outcome, **fields) -> dict:
+    end = {"kind": "end", "run_id": spec["run_id"], "pid": pid, "started_at": started, "finished_at": finished,
+           "outcome": outcome.value, "exit_code": None, "signal": None, "cancel_reason": None,
+           "output_bytes": 0, "kept": 0, "truncated": False, "cpu_user": 0.0, "cpu_sys": 0.0,
+           "max_rss_kb": 0, "error": None}
+    end.update(fields)
+    return end
+
+
+def _spawn(spec: dict) -> tuple[subprocess.Popen, int]:
+    argv = resolve_argv(tuple(spec["argv"]))
+    if not argv:
+        raise ValueError("empty command line")
+    env = dict(spec["env"])
+    env[MARKER_VAR] = spec["marker"]
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=write_fd, stderr=subprocess.STDOUT,
+                                cwd=spec.get("cwd"), env=env, close_fds=True, start_new_session=True)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return proc, read_fd
+
+
+def _supervise(spec: dict, control: _Control, address: str, send) -> dict:
+    started = time.time()
+    try:
+        proc, fd = _spawn(spec)
+    except SPAWN_ERRORS as exc:
+        return _end(spec, None, started, time.time(), Outcome.SPAWN_FAILED, error=spawn_error_message(exc))
+    pid = control.pid = proc.pid
+    proc.returncode = 0  # reaped below with os.wait4 (its status and rusage), not by Popen
+    send({"kind": "start", "worker": address, "pid": pid, "started_at": started})
+    os.set_blocking(fd, False)
+    max_output, grace = max(0, int(spec["max_output"])), float(spec["kill_grace"])
+    deadline = None if spec.get("timeout") is None else time.monotonic() + max(0.0, float(spec["timeout"]))
+    total = kept = 0
+    pending = bytearray()
+    flushed = time.monotonic()
+    status = rusage = exited_at = None
+    stop: TreeKill | None = None
+    timed_out = False
+
+    def flush() -> None:
+        nonlocal pending, flushed
+        if pending:
+            send({"kind": "out", "offset": kept - len(pending), "data": bytes(pending)})
+            pending = bytearray()
+        flushed = time.monotonic()
+
+    while True:
+        if fd is not None:
+            ready, _, _ = select.select([fd], [], [], POLL)
+            for _ in range(16 if ready else 0):
+                try:
+                    data = os.read(fd, CHUNK)
+                except BlockingIOError:
+                    break
+                if not data:
+                    os.close(fd)
+                    fd = None
+                    break
+                total += len(data)
+                room = max_output - kept
+                if room > 0:
+                    pending += data[:room]
+                    kept += min(room, len(data))
+                if len(pending) >= CHUNK:
+                    flush()
+        else:
+            time.sleep(POLL)
+        now = time.monotonic()
+        if now - flushed >= FLUSH_EVERY:
+            flush()
+        if exited_at is None:
+            try:
+                got, wstatus, ru = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                got, wstatus, ru = pid, None, None
+            if got == pid:
+                status, rusage, exited_at = wstatus, ru, now
+        if stop is not None:
+            if control.grace is not None:
+                stop.hasten(control.grace, now)
+            stop.step(now, settled=exited_at is not None and fd is None)
+        elif control.reason is not None:
+            stop = TreeKill(pid, spec["marker"], control.grace, now)
+        elif deadline is not None and now >= deadline and exited_at is None:
+            timed_out = True
+            stop = TreeKill(pid, spec["marker"], grace, now)
+        if exited_at is not None and (stop is None or stop.done):
+            if fd is None or now >= exited_at + OUTPUT_GRACE:
+                break
+    if fd is not None:
+        os.close(fd)
+    flush()
+    code, sig = exit_status(status)
+    if timed_out:
+        outcome = Outcome.TIMED_OUT
+    elif control.reason is not None:
+        outcome = Outcome.CANCELLED
+    elif status is None:
+        outcome = Outcome.LOST
+    else:
+        outcome = Outcome.SIGNALED if sig is not None else Outcome.EXITED
+    return _end(spec, pid, started, time.time(), outcome, exit_code=code, signal=sig,
+                cancel_reason=control.reason, output_bytes=total, kept=kept, truncated=total > kept,
+                cpu_user=rusage.ru_utime if rusage else 0.0, cpu_sys=rusage.ru_stime if rusage else 0.0,
+                max_rss_kb=rusage.ru_maxrss if rusage else 0,
+                error="exit status lost (the process was reaped elsewhere)" if outcome is Outcome.LOST else None)
