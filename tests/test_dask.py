@@ -4,8 +4,6 @@ workers run on this host, so /proc shows what is left of a run on "its worker"."
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import pytest
@@ -226,6 +224,6 @@ def test_daemon_restart_reattaches_to_a_run_still_executing_and_can_stop_it(env,
     wait_until("re-supervised", lambda: "re-supervised" in env.log_text())
     assert env.runs("long")[0]["status"] == "running" and marker in marked_processes()
     env.cli("stop", "long")
-    run = env.wait_runs("killed", lambda runs: next(
+    env.wait_runs("killed", lambda runs: next(
         (r for r in runs if r["run_id"] == run_id and r["status"] == "killed"), None))
     assert marker not in marked_processes() and log.read_text() == "up\n"
