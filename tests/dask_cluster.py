@@ -4,7 +4,6 @@ end of the session. Workers declare resources cpu=4, mem=8e9."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
