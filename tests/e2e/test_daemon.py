@@ -371,3 +371,25 @@ def test_sighup_applies_kill_grace_and_log_rotation_settings(e2e, daemon):
     assert took < timedelta(seconds=30)
     wait_until("scheduler.log to rotate at 4 KiB", lambda: (e2e.home / "scheduler.log.1").exists())
     assert not (e2e.home / "scheduler.log.2").exists()  # log_backups = 1
+
+
+def test_the_log_says_when_a_cap_is_hit_and_warns_of_failed_runs(e2e, daemon):
+    """scheduler.log: a WARNING at the moment a run hits its cap (before it ends: the run
+    ignores SIGTERM for the grace), and failed/timeout runs finish at WARNING, successes at INFO."""
+    (e2e.home / "config.toml").write_text("kill_grace = 3.0\nshutdown_grace = 5.0\n")
+    e2e.create_cron("stubborn", "--timeout", "1s", "@after", e2e.script("stubborn.py", STUBBORN))
+    e2e.create_cron("bad", "@after", "/bin/false")
+    e2e.create_cron("good", "@after", "/bin/true")
+    daemon()
+    e2e.cli("run", "stubborn", "bad", "good")
+    wait_until("the cap to be logged", lambda: "hit its time cap" in e2e.log_text())
+    capped = next(line for line in e2e.log_text().splitlines() if "hit its time cap" in line)
+    assert " WARNING " in capped
+    assert e2e.history("stubborn")[-1]["status"] == "running"  # logged at the cap, not at the end
+    e2e.wait_status("stubborn", "timeout")
+    e2e.wait_status("good", "succeeded")
+    e2e.wait_status("bad", "failed")
+    finished = {line.split(" job ", 1)[1].split()[0]: line for line in e2e.log_text().splitlines()
+                if " finished: " in line}
+    assert " WARNING " in finished["stubborn"] and " WARNING " in finished["bad"]
+    assert " INFO " in finished["good"]
