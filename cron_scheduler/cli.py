@@ -280,6 +280,7 @@ def status_cmd(as_json, home):
 cli.add_command(add_cmd)
 import cron_scheduler.cli_runs  # noqa: E402,F401  (registers the run commands on `cli`)
 import cron_scheduler.cli_notify  # noqa: E402,F401  (registers alerts and notify-test)
+import cron_scheduler.cli_files  # noqa: E402,F401  (registers apply, export, import-crontab)
 
 
 # --- entry points ------------------------------------------------------------------------

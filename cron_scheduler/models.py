@@ -233,6 +233,7 @@ class Job:
     alert_output: int | None = None  # an `output` alert above this many bytes
     description: str = ""
     created_at: str | None = None
+    source: str | None = None  # the pipeline file (absolute path) that applied the job
 
     def replace(self, **changes: Any) -> "Job":
         return dataclasses.replace(self, **changes)
