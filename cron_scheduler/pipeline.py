@@ -513,7 +513,21 @@ def _size_text(size: int) -> str | int:
     return size
 
 
+class _Dumper(yaml.SafeDumper):
+    """Strings holding a character YAML reads as a line break (NEL, LS, PS) or a control
+    character are written double-quoted with escapes: plain or block style would not read back."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = '"' if any(c in "\x85\u2028\u2029" or not c.isprintable() for c in value if c != "\n") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def export(jobs: dict[str, Job]) -> str:
     """The pipeline-file text of `jobs` (applying it changes nothing)."""
     data = {"jobs": {job_id: job_fields(job) for job_id, job in jobs.items()}}
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=None, width=100)
