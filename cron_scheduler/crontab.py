@@ -204,8 +204,15 @@ def _slug(command: str) -> str:
         words = shlex.split(command, comments=True)
     except ValueError:
         words = command.split()
-    while len(words) >= 3 and words[0] == "cd" and words[2] in ("&&", ";"):
-        words = words[3:]
+    while words:
+        if len(words) >= 3 and words[0] == "cd" and words[2] in ("&&", ";"):
+            words = words[3:]              # cd DIR && CMD
+        elif words[0] in ("test", "[", "{", "(") and any(w in ("||", "&&") for w in words):
+            words = words[[w in ("||", "&&") for w in words].index(True) + 1:]  # test -x CMD || CMD
+        elif words[0] in ("{", "("):
+            words = words[1:]
+        else:
+            break
     first = os.path.basename(words[0]) if words else "job"
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", first.rsplit(".", 1)[0]).strip("-_")[:40]
     return slug.lower() or "job"
