@@ -65,7 +65,7 @@ CRON_TZ=
 # lines cron-scheduler cannot convert:
 61 * * * * echo bad minute
 @fortnightly echo too rare
-* * * echo too few fields
+1 2 3 4
 0 12 L * * echo quartz last day
 0 0 ? * MON echo quartz no-specific
 """
@@ -134,7 +134,7 @@ def test_user_crontab_every_construct():
     assert len(jobs) == 10
     n = lambda needle: line_of(USER, needle)
     assert [p.split(": cannot convert: ")[0] for p in result.problems] == [
-        f"crontab:{n('bad minute')}", f"crontab:{n('too rare')}", f"crontab:{n('too few')}",
+        f"crontab:{n('bad minute')}", f"crontab:{n('too rare')}", f"crontab:{n('1 2 3 4')}",
         f"crontab:{n('last day')}", f"crontab:{n('no-specific')}"]
     assert "unknown schedule '@fortnightly'" in result.problems[1]
     assert "expected 5 time fields and a command" in result.problems[2]
