@@ -30,8 +30,23 @@ def apply_cmd(path, dry_run, prune, no_check, home):
     service = JobService(get_home(home))
     pipe = pipeline.read(path, check=not no_check, default_zone=service.default_zone())
     changes = pipeline.apply(service.home, pipe, prune=prune, dry_run=dry_run)
+    _warn(service, pipe, changes)
     for line in pipeline.format_changes(changes, dry_run):
         click.echo(line)
+
+
+def _warn(service, pipe, changes) -> None:
+    """The warnings `add` gives for odd but legal input, for the jobs a file adds or changes."""
+    from cron_scheduler.jobs import next_runs
+    from cron_scheduler.lint import job_warnings
+    from cron_scheduler.models import utcnow
+    now = utcnow()
+    for change in changes:
+        if change.kind in ("added", "changed"):
+            job = pipe.entries[change.job_id].job
+            nxt = next_runs(job, now, 1, service.default_zone()) if job.enabled else []
+            for warning in job_warnings(job, {}, nxt[0] if nxt else None, now):
+                click.echo(f"cron-scheduler: warning: {job.id}: {warning}", err=True)
 
 
 @cli.command("export", short_help="Write jobs as a YAML pipeline file that apply reads back.")
@@ -97,6 +112,7 @@ def import_crontab_cmd(path, system, dry_run, prefix, skip_invalid, home):
     for note in result.notes:
         click.echo(f"cron-scheduler: note: {note}", err=True)
     changes = pipeline.apply(service.home, result.pipeline, dry_run=dry_run)
+    _warn(service, result.pipeline, changes)
     for line in pipeline.format_changes(changes, dry_run):
         click.echo(line)
     if result.problems:

@@ -322,3 +322,12 @@ def test_export_then_apply_is_a_no_op_for_any_valid_jobs(generated):
         pipeline.apply(fresh, pipe)
         rebuilt = JobService(fresh).all()
         assert {k: v.replace(created_at=None) for k, v in rebuilt.items()} == generated
+
+
+def test_apply_warns_like_add_about_odd_but_legal_jobs(env):
+    f = write(env.tmp / "w.yaml", """\
+        jobs:
+          late: {schedule: '@daily', command: [/bin/true], end_at: '2001-01-01T00:00:00+00:00'}
+        """)
+    proc = env.cli("apply", f)
+    assert "cron-scheduler: warning: late: " in proc.stderr and "applied: 1 added" in proc.stdout
