@@ -103,44 +103,51 @@ def parse(text: str, name: str, base_dir: Path, source: str | None, *, check: bo
     pipe = Pipeline(name, source, {})
     loader = yaml.SafeLoader(text)
     try:
-        try:
-            root = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else None
-            raise pipe.error(None, line, f"not valid YAML: {exc.problem or exc.context}") from None
-        except yaml.YAMLError as exc:
-            raise pipe.error(None, None, f"not valid YAML: {exc}") from None
-        top = _mapping(loader, root, pipe, None, "the file", TOP_LEVEL)
-        if "jobs" not in top:
-            raise pipe.error(None, 1, "no 'jobs:' mapping (id -> job)")
-        defaults = {}
-        if "defaults" in top:
-            defaults = _mapping(loader, top["defaults"][1], pipe, None, "defaults", FIELDS + READ_ONLY)
-        jobs_node = top["jobs"][1]
-        if _is_null(jobs_node):
-            return pipe
-        for job_id, (key_node, value_node) in _mapping(loader, jobs_node, pipe, None, "jobs", None).items():
-            line = key_node.start_mark.line + 1
-            try:
-                validate_job_id(job_id)
-            except CronSchedulerError as exc:
-                raise pipe.error(None, line, str(exc)) from None
-            fields = _mapping(loader, value_node, pipe, job_id, f"job {job_id!r}", FIELDS + READ_ONLY)
-            merged = dict(defaults)
-            if "env" in defaults and "env" in fields:
-                merged["env"] = ("env-merge", defaults["env"], fields["env"])
-            for key, pair in fields.items():
-                if key != "env" or "env" not in defaults:
-                    merged[key] = pair
-            if "id" in fields and str(loader.construct_object(fields["id"][1], deep=True)) != job_id:
-                raise pipe.error(job_id, fields["id"][0].start_mark.line + 1, "its id differs from its key")
-            entry = Entry(job=None, line=line)  # type: ignore[arg-type]
-            pipe.entries[job_id] = entry
-            entry.job = _build(loader, pipe, job_id, entry, merged, base_dir, check, default_zone)
-        return pipe
+        return _parse(loader, pipe, base_dir, check, default_zone)
+    except yaml.MarkedYAMLError as exc:  # syntax, or a value no safe loader builds (!!python/...)
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise pipe.error(None, line, f"not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise pipe.error(None, None, f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise pipe.error(None, None, "not valid YAML: nested too deep") from None
     finally:
         loader.dispose()
+
+
+def _parse(loader, pipe: Pipeline, base_dir: Path, check: bool, default_zone) -> Pipeline:
+    root = loader.get_single_node()
+    if root is None:
+        raise pipe.error(None, 1, "the file is empty: expected 'jobs:' (a mapping id -> job)")
+    top = _mapping(loader, root, pipe, None, "the file", TOP_LEVEL)
+    if "jobs" not in top:
+        raise pipe.error(None, 1, "no 'jobs:' mapping (id -> job)")
+    defaults = {}
+    if "defaults" in top:
+        defaults = _mapping(loader, top["defaults"][1], pipe, None, "defaults", FIELDS + READ_ONLY)
+    jobs_node = top["jobs"][1]
+    if _is_null(jobs_node):
+        return pipe
+    for job_id, (key_node, value_node) in _mapping(loader, jobs_node, pipe, None, "jobs", None).items():
+        line = key_node.start_mark.line + 1
+        try:
+            validate_job_id(job_id)
+        except CronSchedulerError as exc:
+            raise pipe.error(None, line, str(exc)) from None
+        fields = _mapping(loader, value_node, pipe, job_id, f"job {job_id!r}", FIELDS + READ_ONLY)
+        merged = dict(defaults)
+        if "env" in defaults and "env" in fields:
+            merged["env"] = ("env-merge", defaults["env"], fields["env"])
+        for key, pair in fields.items():
+            if key != "env" or "env" not in defaults:
+                merged[key] = pair
+        if "id" in fields and str(loader.construct_object(fields["id"][1], deep=True)) != job_id:
+            raise pipe.error(job_id, fields["id"][0].start_mark.line + 1, "its id differs from its key")
+        entry = Entry(job=None, line=line)  # type: ignore[arg-type]
+        pipe.entries[job_id] = entry
+        entry.job = _build(loader, pipe, job_id, entry, merged, base_dir, check, default_zone)
+    return pipe
 
 
 def _is_null(node: yaml.Node) -> bool:
@@ -153,6 +160,8 @@ def _mapping(loader, node, pipe: Pipeline, job_id: str | None, what: str,
     line = node.start_mark.line + 1
     if not isinstance(node, yaml.MappingNode):
         raise pipe.error(job_id, line, f"{what} must be a mapping of keys to values")
+    if node.tag != "tag:yaml.org,2002:map":
+        raise pipe.error(job_id, line, f"not valid YAML: {what} has the tag {node.tag!r}, a safe loader refuses it")
     loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
     out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
     for key_node, value_node in node.value:

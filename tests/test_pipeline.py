@@ -278,7 +278,10 @@ def jobs(draw):
         shell = draw(st.booleans())
         command = (draw(TEXT.filter(lambda s: s.strip() != "")),) if shell else \
             tuple(draw(st.lists(TEXT, min_size=1, max_size=3)).__iter__())
-        if not command[0]:
+        if not command[0] or (not shell and ("/" in command[0] or command[0].endswith(".py"))
+                              and not command[0].startswith("/")):
+            # as the CLI stores a script: absolute (a relative one in a file is read against
+            # the file's directory)
             command = ("/bin/true",) + command[1:]
         out[job_id] = Job(
             id=job_id,
@@ -331,3 +334,24 @@ def test_apply_warns_like_add_about_odd_but_legal_jobs(env):
         """)
     proc = env.cli("apply", f)
     assert "cron-scheduler: warning: late: " in proc.stderr and "applied: 1 added" in proc.stdout
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "<stdin>:1: the file is empty"),
+    ("- a\n- b\n", "<stdin>:1: the file must be a mapping"),
+    ("jobs:\n  x: !!python/object:os.system {}\n", "<stdin>:2: job 'x': not valid YAML"),
+    ("jobs:\n  x: {schedule: !!python/name:os.system '', command: [a]}\n", "<stdin>:2: not valid YAML"),
+    ("jobs:\n  x: 3\n", "<stdin>:2: job 'x': job 'x' must be a mapping"),
+    ("jobz: {}\n", "<stdin>:1: unknown field 'jobz' (did you mean 'jobs'?)"),
+    ("jobs:\n  x: {schedule: '@daily', command: [a]}\n  x: {schedule: '@daily', command: [a]}\n",
+     "<stdin>:3: job 'x': defined twice"),
+    ("jobs:\n  'a b': {schedule: '@daily', command: [/bin/true]}\n", "<stdin>:2: invalid job id 'a b'"),
+    ("jobs:\n  x: {schedule: */5 * * * *, command: [/bin/true]}\n", "<stdin>:2: not valid YAML"),
+])
+def test_malformed_files_are_one_line_errors(env, text, message):
+    cmd = [sys.executable, "-m", "cron_scheduler", "--home", str(env.home), "apply", "-"]
+    proc = subprocess.run(cmd, input=text, capture_output=True, text=True, env=child_env(), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"cron-scheduler: error: {message}"), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+    assert not (env.home / "jobs.json").exists()
