@@ -283,6 +283,7 @@ cli.add_command(add_cmd)
 import cron_scheduler.cli_runs  # noqa: E402,F401  (registers the run commands on `cli`)
 import cron_scheduler.cli_notify  # noqa: E402,F401  (registers alerts and notify-test)
 import cron_scheduler.cli_web  # noqa: E402,F401  (registers web)
+import cron_scheduler.cli_files  # noqa: E402,F401  (registers apply, export, import-crontab)
 
 
 # --- entry points ------------------------------------------------------------------------

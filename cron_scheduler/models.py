@@ -252,6 +252,7 @@ class Job:
     worker: str | None = None  # the Dask worker a run must execute on
     description: str = ""
     created_at: str | None = None
+    source: str | None = None  # the pipeline file (absolute path) that applied the job
 
     def replace(self, **changes: Any) -> "Job":
         return dataclasses.replace(self, **changes)

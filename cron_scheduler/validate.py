@@ -57,6 +57,10 @@ def validate(job: Job) -> Job:
         if not job.cwd.startswith("/"):
             raise InvalidOption(f"invalid cwd {job.cwd!r}: it must be an absolute path")
     _env(job.env)
+    if job.source is not None:
+        _text(job.source, "source")
+        if not job.source.startswith("/"):
+            raise InvalidOption(f"invalid source {job.source!r}: it must be an absolute path")
     if type(job.depends_on) is not tuple:
         raise InvalidOption("depends_on must be a list of job ids")
     for dep in job.depends_on:

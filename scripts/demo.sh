@@ -1,29 +1,45 @@
 #!/usr/bin/env bash
-# Set up a venv, add a few example jobs to a demo home, show them and start the daemon on them.
-# DEMO_SECONDS=N stops the daemon after N seconds (used to check the demo in CI-like runs).
+# Set up a venv, apply the example pipelines of examples/ to a demo home, and start the daemon
+# on them. DEMO_SECONDS=N stops the daemon after N seconds (used to check the demo in CI-like runs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/venv.sh"
 export PATH="$venv/bin:$PATH"
 home=${DEMO_HOME:-$root/demo-home}
 mkdir -p "$home"
+chmod 700 "$home"
 export CRON_SCHEDULER_HOME="$home"
-cat > "$home/hello.py" <<'PY'
-import datetime, os
-print(f"hello from {os.environ.get('CRON_SCHEDULER_JOB')} at {datetime.datetime.now():%H:%M:%S}")
-PY
-create_cron hello --replace --interval 1 "*/10 * * * * *" "$home/hello.py"
-create_cron extract --replace --timeout 30s "@every 30s" /bin/sh --no-check -- -c "echo extracting; sleep 1"
-create_cron transform --replace --depends-on extract @after /bin/echo transformed
-create_cron nightly --replace --tz Europe/Berlin "30 2 * * *" /bin/echo nightly
-cron-scheduler list
-cron-scheduler next nightly --count 3
+# The examples run from a copy inside the home: their output (work/) stays out of the repository.
+rm -rf "$home/examples"
+cp -R "$root/examples" "$home/examples"
+rm -rf "$home/examples/work"
+for file in maintenance files fetch etl dag; do
+  echo "== cron-scheduler apply examples/$file.yaml"
+  cron-scheduler apply "$home/examples/$file.yaml"
+done
 echo
-echo "Starting the daemon in the foreground on $home (Ctrl-C stops it cleanly)."
-echo "In another terminal: CRON_SCHEDULER_HOME=$home $venv/bin/cron-scheduler history"
+cron-scheduler list
+echo
+cat <<TXT
+Starting the daemon in the foreground on $home (Ctrl-C stops it cleanly).
+In another terminal, with CRON_SCHEDULER_HOME=$home and PATH=$venv/bin:\$PATH:
+  cron-scheduler status                       # the daemon, running runs, what is due next
+  cron-scheduler run job_3 job_8 job_9        # start the DAG now; its downstream jobs follow
+  cron-scheduler run etl-extract --wait       # extract -> transform -> load
+  cron-scheduler history                      # what ran, when, how it ended
+  cron-scheduler graph                        # the dependency graph
+  cron-scheduler logs job_1 --follow          # a run's output as it is written
+  cron-scheduler export                       # the jobs as a pipeline file again
+Outputs land in $home/examples/work/.
+TXT
 if [ -n "${DEMO_SECONDS:-}" ]; then
-  timeout -s INT "$DEMO_SECONDS" "$venv/bin/python" -m cron_scheduler.scheduler || true
-  cron-scheduler history --limit 10
+  "$venv/bin/python" -m cron_scheduler.scheduler &
+  daemon=$!
+  sleep 2
+  cron-scheduler run job_3 job_8 job_9 sales-report etl-extract --wait --timeout "$DEMO_SECONDS" || true
+  kill -INT "$daemon"
+  wait "$daemon" || true
+  cron-scheduler history --limit 20
 else
   exec "$venv/bin/python" -m cron_scheduler.scheduler
 fi

@@ -73,6 +73,8 @@ BAD_FIELDS = {
     "timezone-number": {"timezone": 5},
     "start-at-garbage": {"start_at": "next tuesday"},
     "created-at-year-1-with-offset": {"created_at": "0001-01-01T00:00:00+05:00"},
+    "source-relative": {"source": "etl.yaml"},
+    "source-number": {"source": 1},
     "end-at-past-9999-in-utc": {"end_at": "9999-12-31T23:00:00-05:00"},
     "end-before-start": {"start_at": "2026-02-01T00:00:00+00:00", "end_at": "2026-01-01T00:00:00+00:00"},
     "once-without-start": {"schedule": "@once"},
