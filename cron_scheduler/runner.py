@@ -26,7 +26,7 @@ import enum
 import errno
 import logging
 import os
-import select
+import stat
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -35,6 +35,7 @@ from pathlib import Path
 from cron_scheduler import safefs
 from cron_scheduler.errors import UnsafePath
 from cron_scheduler.cgroup import RunCgroups
+from cron_scheduler.keeper import Keeper
 
 log = logging.getLogger(__name__)
 
@@ -224,37 +225,34 @@ def _pidfd_supported() -> bool:
     return _pidfd_ok
 
 
-def _start_keeper(pid: int, pipe: Path) -> bool:
-    """Fork a process that holds a read end of the run's FIFO until the run's main process pid
-    exits (a pidfd), in its own session so that it outlives the daemon. False if unsupported."""
+_keeper: Keeper | None = None
+
+
+def _hold_pipe(pid: int, read_fd: int) -> bool:
+    """Have the keeper process hold a read end of the run's FIFO until the run's main process
+    pid exits (a pidfd). False if unsupported or no keeper could take it."""
+    global _keeper
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         return False
-    keep_fd = reopen_pipe(pipe)  # through runs/<job>/ without following links
-    if keep_fd is None:
-        os.close(pidfd)
-        return False
     try:
-        child = os.fork()
-    except OSError:
-        child = -1
-    if child == 0:  # the keeper: nothing but waiting; never returns into the daemon's code
+        if _keeper is None:
+            _keeper = Keeper()
+        return _keeper.hold(pidfd, read_fd)
+    finally:
+        os.close(pidfd)
+
+
+def start_keeper() -> None:
+    """Start the pipe keeper now (the daemon, at start) rather than at the first run."""
+    global _keeper
+    if _keeper is None and _pidfd_supported():
+        _keeper = Keeper()
         try:
-            os.setsid()
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            low, high = sorted((keep_fd, pidfd))
-            os.closerange(3, low)
-            os.closerange(low + 1, high)
-            os.closerange(high + 1, 1 << 16)
-            select.select([pidfd], [], [])
-        finally:
-            os._exit(0)
-    os.close(keep_fd)
-    os.close(pidfd)
-    return child > 0
+            _keeper.start()
+        except OSError as exc:
+            log.warning("cannot start the pipe keeper now: %s", exc)
 
 
 def reopen_pipe(path: Path) -> int | None:
@@ -303,7 +301,7 @@ def spawn(spec: RunSpec) -> tuple[int, int]:
         raise
     finally:
         os.close(child_fd)
-    if keeper and not _start_keeper(proc.pid, pipe_path(spec.log_path)):
+    if keeper and not _hold_pipe(proc.pid, read_fd):
         log.warning("run %d: no pipe keeper; a daemon crash may SIGPIPE it", spec.run_id)
     # The pid now belongs to the caller, which reaps it with os.wait4(). Settle the Popen handle
     # so that its finaliser neither warns (ResourceWarning) nor waitpid()s the child behind the
@@ -312,36 +310,73 @@ def spawn(spec: RunSpec) -> tuple[int, int]:
     return proc.pid, read_fd
 
 
+# Joins the run's cgroup ("$0" is its cgroup.procs), then becomes the run: an extra exec of a
+# small shell instead of a preexec_fn, which would force a fork of the whole daemon per run
+# (subprocess uses vfork only without one). Never fails the run: outside its cgroup, the run's
+# tree is still found by its marker, and the run's output says so.
+JOIN_SHIM = ('echo 0 >"$0" 2>/dev/null || echo "cron-scheduler: this run could not join its cgroup;'
+             ' its tree is found by its marker" >&2; exec "$@"')
+SHELL = "/bin/sh"
+
+
 def _popen(spec: RunSpec, env: dict[str, str], out_fd: int) -> subprocess.Popen:
-    """exec the run in a new session; with cgroups, in its own cgroup, joined between fork and
-    exec (writing "0" to its cgroup.procs), so that it cannot fork outside it first."""
-    procs_fd = None
+    """exec the run in a new session; with cgroups, in its own cgroup, joined before the run's
+    program starts, so that it cannot fork outside it first: through JOIN_SHIM where exec'ing
+    through the shell behaves exactly as a direct exec (an ELF or #! program), else by writing
+    "0" to its cgroup.procs between fork and exec (a preexec_fn)."""
+    procs = None
     if _cgroups is not None:
         try:
-            procs_fd = _cgroups.create(spec.marker)
+            procs = _cgroups.create_dir(spec.marker) / "cgroup.procs"
         except OSError as exc:
             log.warning("run %d: no cgroup (%s); its tree is found by its marker", spec.run_id, exc)
 
+    def popen(argv, preexec=None) -> subprocess.Popen:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=subprocess.STDOUT,
+                                cwd=spec.cwd, env=env, close_fds=True, start_new_session=True,
+                                preexec_fn=preexec)
+    if procs is None:
+        return popen(list(spec.argv))
+    if os.access(SHELL, os.X_OK) and _plain_exec(spec.argv[0], env, spec.cwd):
+        return popen([SHELL, "-c", JOIN_SHIM, str(procs), *spec.argv])
+    procs_fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+
     def join_cgroup() -> None:  # runs in the child: no allocation-heavy work, no locks
         os.write(procs_fd, b"0")
-
-    def popen(preexec) -> subprocess.Popen:
-        return subprocess.Popen(list(spec.argv), stdin=subprocess.DEVNULL, stdout=out_fd,
-                                stderr=subprocess.STDOUT, cwd=spec.cwd, env=env, close_fds=True,
-                                start_new_session=True, preexec_fn=preexec)
     try:
-        if procs_fd is None:
-            return popen(None)
         try:
-            return popen(join_cgroup)
+            return popen(list(spec.argv), join_cgroup)
         except subprocess.SubprocessError as exc:
             if "preexec_fn" not in str(exc):
                 raise
         log.warning("run %d: cannot join its cgroup; its tree is found by its marker", spec.run_id)
-        return popen(None)
+        return popen(list(spec.argv))
     finally:
-        if procs_fd is not None:
-            os.close(procs_fd)
+        os.close(procs_fd)
+
+
+def _plain_exec(program: str, env: dict[str, str], cwd: str | None) -> bool:
+    """Whether exec'ing `program` (searched in env's PATH like subprocess does) runs an ELF
+    binary or a #! script: then the shell's exec does exactly what a direct execve would. A
+    missing or unexecutable program, or one the shell would run as a script, is False: the
+    direct path reports it as subprocess does (a spawn failure naming it)."""
+    candidates = [program] if "/" in program else [os.path.join(d, program) for d in os.get_exec_path(env)]
+    for path in candidates:
+        if cwd and not os.path.isabs(path):
+            path = os.path.join(cwd, path)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            head = os.read(fd, 4) if regular else b""
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return regular and os.access(path, os.X_OK) and (head == b"\x7fELF" or head[:2] == b"#!")
+    return False
 
 
 def spawn_error_message(exc: BaseException) -> str:

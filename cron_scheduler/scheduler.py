@@ -121,7 +121,7 @@ class Daemon:
         from cron_scheduler.instance import InstanceLock
         from cron_scheduler.loop import Loop
         from cron_scheduler.pool import LocalPool
-        from cron_scheduler.runner import set_child_subreaper, use_cgroups
+        from cron_scheduler.runner import set_child_subreaper, start_keeper, use_cgroups
 
         self.home.check_secure()
         lock = InstanceLock(self.home)
@@ -131,6 +131,7 @@ class Daemon:
             loop = Loop()
             self._install_signals(loop)
             subreaper = set_child_subreaper()
+            start_keeper()  # holds the runs' output pipes across a daemon crash (keeper.py)
             history = History.open(self.home, check=True)
             history.repairs = True
             cgroups = self._kill_method()
