@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from cron_scheduler.loop import Loop, Timer
+from cron_scheduler import runner
 from cron_scheduler.runner import (SPAWN_ERRORS, Outcome, RunOutput, RunResult, RunSpec, TreeKill,
                                    exit_status, find_marked, open_log, pipe_path, process_running, remove_pipe,
-                                   process_start_time, release, spawn, spawn_error_message)
+                                   process_start_time, release, spawn_error_message)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,12 @@ class Pool(abc.ABC):
     def submit(self, spec: RunSpec) -> RunHandle | None:
         """Start a run now; its handle, or None when it could not start (its SPAWN_FAILED
         result comes with the next results())."""
+
+    def prepare(self, spec: RunSpec) -> None:
+        """Do ahead what submit(spec) can do before the instant it starts (optional)."""
+
+    def discard(self, run_id: int) -> None:
+        """Undo prepare() for a run that will not be submitted."""
 
     @abc.abstractmethod
     def cancel(self, run_id: int, reason: str) -> None:
@@ -153,6 +160,7 @@ class LocalPool(Pool):
         self._done: list[RunResult] = []
         self._timer: Timer | None = None
         self._soon: Timer | None = None  # one _service() after the current batch of events
+        self._prepared: dict[int, tuple[int, runner.Prepared]] = {}  # prepared: run id -> (log fd, spawn)
         if reap_orphans:
             self.loop.on_wake(self._service_soon)  # SIGCHLD
 
@@ -168,15 +176,45 @@ class LocalPool(Pool):
         done, self._done = self._done, []
         return done
 
+    def prepare(self, spec: RunSpec) -> None:
+        """Open the run's log and output pipe, make its cgroup, build its argv and environment;
+        a failure is left for submit() to report."""
+        self.discard(spec.run_id)
+        try:
+            spec = dataclasses.replace(spec, argv=resolve_argv(spec.argv))
+            log_fd = open_log(spec.log_path)
+        except SPAWN_ERRORS:
+            return
+        try:
+            self._prepared[spec.run_id] = (log_fd, runner.prepare(spec))
+        except SPAWN_ERRORS:
+            os.close(log_fd)
+
+    def discard(self, run_id: int) -> None:
+        ready = self._prepared.pop(run_id, None)
+        if ready is not None:
+            os.close(ready[0])
+            runner.discard(ready[1])
+
     def submit(self, spec: RunSpec) -> RunHandle | None:
         if spec.run_id in self._runs:
             raise ValueError(f"run {spec.run_id} is already running")
         started = time.time()
         log_fd = None
+        ready = self._prepared.pop(spec.run_id, None)
+        if ready is not None and ready[1].spec.marker != spec.marker:
+            os.close(ready[0])
+            runner.discard(ready[1])
+            ready = None
         try:
-            spec = dataclasses.replace(spec, argv=resolve_argv(spec.argv))
-            log_fd = open_log(spec.log_path)
-            pid, out_fd = spawn(spec)
+            if ready is None:
+                spec = dataclasses.replace(spec, argv=resolve_argv(spec.argv))
+                log_fd = open_log(spec.log_path)
+                prepared = runner.prepare(spec)
+            else:
+                log_fd, prepared = ready
+                spec = prepared.spec
+            pid, out_fd = runner.start(prepared)
         except SPAWN_ERRORS as exc:
             if log_fd is not None:
                 os.close(log_fd)
@@ -225,6 +263,8 @@ class LocalPool(Pool):
         self._arm()
 
     def shutdown(self, grace: float) -> list[RunResult]:
+        for run_id in list(self._prepared):
+            self.discard(run_id)
         for run in list(self._runs.values()):
             if run.stop is None:
                 run.cancelled, run.cancel_reason = True, "daemon shutdown"

@@ -140,8 +140,14 @@ def _run_dir(path: Path, create: bool = False) -> int:
     runs/ nor runs/<job>/ is followed through a link. create: make them (0700) if missing.
     A link raises OSError(ELOOP) naming it, which the pool records as the run's error."""
     path = Path(path)
+    parts = (path.parent.parent.name, path.parent.name)
     try:
-        return safefs.open_dir(path.parents[2], (path.parent.parent.name, path.parent.name), create)
+        try:  # mkdir of an existing directory costs as much as a create: only where missing
+            return safefs.open_dir(path.parents[2], parts)
+        except FileNotFoundError:
+            if not create:
+                raise
+        return safefs.open_dir(path.parents[2], parts, create)
     except UnsafePath as exc:
         raise OSError(errno.ELOOP, str(exc)) from None
 
@@ -282,9 +288,22 @@ def remove_run_log(home_root: Path, job_id: str, recorded: str | os.PathLike) ->
     return True
 
 
-def spawn(spec: RunSpec) -> tuple[int, int]:
-    """Start the run; returns (pid, read end of its output pipe). The caller owns both: it must
-    reap the pid (os.wait4) and close the fd. Raises one of SPAWN_ERRORS if it cannot start."""
+@dataclass
+class Prepared:
+    """A run made ready to start (prepare()): its output pipe open, its cgroup made, its final
+    argv and environment built. start() then only spawns; discard() undoes it."""
+
+    spec: RunSpec
+    argv: list[str]
+    env: dict[str, str]
+    read_fd: int
+    child_fd: int
+    procs: Path | None  # cgroup.procs to join by a preexec_fn (no shim possible), else None
+    keeper: bool
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    """Everything of a spawn that does not need the instant. Raises one of SPAWN_ERRORS."""
     if not spec.argv:
         raise ValueError("empty command line")
     if not spec.marker:
@@ -293,21 +312,55 @@ def spawn(spec: RunSpec) -> tuple[int, int]:
     env[MARKER_VAR] = spec.marker
     keeper = _pidfd_supported()
     read_fd, child_fd = open_pipe(pipe_path(spec.log_path), write_only=keeper)
+    argv, procs = list(spec.argv), None
+    if _cgroups is not None:
+        try:
+            joined = _cgroups.create_dir(spec.marker) / "cgroup.procs"
+        except OSError as exc:
+            log.warning("run %d: no cgroup (%s); its tree is found by its marker", spec.run_id, exc)
+        else:
+            if os.access(SHELL, os.X_OK) and _plain_exec(spec.argv[0], env, spec.cwd):
+                argv = [SHELL, "-c", JOIN_SHIM, str(joined), *spec.argv]
+            else:
+                procs = joined
+    return Prepared(spec, argv, env, read_fd, child_fd, procs, keeper)
+
+
+def discard(prepared: Prepared) -> None:
+    """Undo prepare() for a run that will not start."""
+    for fd in (prepared.read_fd, prepared.child_fd):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    remove_pipe(pipe_path(prepared.spec.log_path))
+    release(prepared.spec.marker)
+
+
+def start(prepared: Prepared) -> tuple[int, int]:
+    """Spawn a prepared run; returns (pid, read end of its output pipe), as spawn()."""
+    spec = prepared.spec
     try:
-        proc = _popen(spec, env, child_fd)
+        proc = _popen(spec, prepared, prepared.child_fd)
     except BaseException:
-        os.close(read_fd)
+        os.close(prepared.read_fd)
         remove_pipe(pipe_path(spec.log_path))
         raise
     finally:
-        os.close(child_fd)
-    if keeper and not _hold_pipe(proc.pid, read_fd):
+        os.close(prepared.child_fd)
+    if prepared.keeper and not _hold_pipe(proc.pid, prepared.read_fd):
         log.warning("run %d: no pipe keeper; a daemon crash may SIGPIPE it", spec.run_id)
     # The pid now belongs to the caller, which reaps it with os.wait4(). Settle the Popen handle
     # so that its finaliser neither warns (ResourceWarning) nor waitpid()s the child behind the
     # caller's back (subprocess._active / _cleanup).
     proc.returncode = 0
-    return proc.pid, read_fd
+    return proc.pid, prepared.read_fd
+
+
+def spawn(spec: RunSpec) -> tuple[int, int]:
+    """Start the run; returns (pid, read end of its output pipe). The caller owns both: it must
+    reap the pid (os.wait4) and close the fd. Raises one of SPAWN_ERRORS if it cannot start."""
+    return start(prepare(spec))
 
 
 # Joins the run's cgroup ("$0" is its cgroup.procs), then becomes the run: an extra exec of a
@@ -319,38 +372,29 @@ JOIN_SHIM = ('echo 0 >"$0" 2>/dev/null || echo "cron-scheduler: this run could n
 SHELL = "/bin/sh"
 
 
-def _popen(spec: RunSpec, env: dict[str, str], out_fd: int) -> subprocess.Popen:
+def _popen(spec: RunSpec, prepared: Prepared, out_fd: int) -> subprocess.Popen:
     """exec the run in a new session; with cgroups, in its own cgroup, joined before the run's
     program starts, so that it cannot fork outside it first: through JOIN_SHIM where exec'ing
-    through the shell behaves exactly as a direct exec (an ELF or #! program), else by writing
-    "0" to its cgroup.procs between fork and exec (a preexec_fn)."""
-    procs = None
-    if _cgroups is not None:
-        try:
-            procs = _cgroups.create_dir(spec.marker) / "cgroup.procs"
-        except OSError as exc:
-            log.warning("run %d: no cgroup (%s); its tree is found by its marker", spec.run_id, exc)
-
-    def popen(argv, preexec=None) -> subprocess.Popen:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=subprocess.STDOUT,
-                                cwd=spec.cwd, env=env, close_fds=True, start_new_session=True,
+    through the shell behaves exactly as a direct exec (an ELF or #! program: prepare() chose),
+    else by writing "0" to its cgroup.procs between fork and exec (a preexec_fn)."""
+    def popen(preexec=None) -> subprocess.Popen:
+        return subprocess.Popen(prepared.argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=subprocess.STDOUT,
+                                cwd=spec.cwd, env=prepared.env, close_fds=True, start_new_session=True,
                                 preexec_fn=preexec)
-    if procs is None:
-        return popen(list(spec.argv))
-    if os.access(SHELL, os.X_OK) and _plain_exec(spec.argv[0], env, spec.cwd):
-        return popen([SHELL, "-c", JOIN_SHIM, str(procs), *spec.argv])
-    procs_fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+    if prepared.procs is None:
+        return popen()
+    procs_fd = os.open(prepared.procs, os.O_WRONLY | os.O_CLOEXEC)
 
     def join_cgroup() -> None:  # runs in the child: no allocation-heavy work, no locks
         os.write(procs_fd, b"0")
     try:
         try:
-            return popen(list(spec.argv), join_cgroup)
+            return popen(join_cgroup)
         except subprocess.SubprocessError as exc:
             if "preexec_fn" not in str(exc):
                 raise
         log.warning("run %d: cannot join its cgroup; its tree is found by its marker", spec.run_id)
-        return popen(list(spec.argv))
+        return popen()
     finally:
         os.close(procs_fd)
 
