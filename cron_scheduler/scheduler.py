@@ -139,6 +139,8 @@ class Daemon:
                              loop=loop, reap_orphans=subreaper)
             now = utcnow()
             engine = Engine(self.home, self.config, pool, history, started=now)
+            if self.once:  # --once takes what is due at its start: nothing is fired ahead
+                engine.firing.launcher = None
             requests = Requests(engine)
             engine.reload(now)
             log.info("daemon started: pid %d, home %s, %d jobs, max_workers %d%s", os.getpid(), self.home.root,
@@ -210,6 +212,8 @@ class Daemon:
         """One pass: store, requests, due slots, waves, starts. False once --once is done.
         A pass in which nothing changed (store, state.db by anyone) and nothing fell due only
         looks: an idle daemon does one stat and one PRAGMA a second."""
+        if engine.has_prepared_due(now):  # the instant of prepared runs: spawn first
+            engine.start_queued(now)
         reloaded = self._reload(engine, now)
         changed = engine.history.changed()
         if reloaded or changed or self._due(engine, now):
@@ -250,7 +254,7 @@ class Daemon:
 
     def _wake_times(self, engine) -> list:
         """The next slot (with --once, only until the due slots were taken) and next retry."""
-        times = [self.retry_at] if self.once and self.fired else [engine.next_slot(), self.retry_at]
+        times = [self.retry_at] if self.once and self.fired else [engine.next_wake(), self.retry_at]
         return [when for when in times if when is not None]
 
     def _due(self, engine, now) -> bool:
