@@ -337,8 +337,9 @@ def discard(prepared: Prepared) -> None:
     release(prepared.spec.marker)
 
 
-def start(prepared: Prepared) -> tuple[int, int]:
-    """Spawn a prepared run; returns (pid, read end of its output pipe), as spawn()."""
+def start(prepared: Prepared, hold: bool = True) -> tuple[int, int]:
+    """Spawn a prepared run; returns (pid, read end of its output pipe), as spawn(). Safe to
+    call from several threads at once with hold=False; the caller then calls hold_pipe()."""
     spec = prepared.spec
     try:
         proc = _popen(spec, prepared, prepared.child_fd)
@@ -348,13 +349,19 @@ def start(prepared: Prepared) -> tuple[int, int]:
         raise
     finally:
         os.close(prepared.child_fd)
-    if prepared.keeper and not _hold_pipe(proc.pid, prepared.read_fd):
-        log.warning("run %d: no pipe keeper; a daemon crash may SIGPIPE it", spec.run_id)
+    if hold:
+        hold_pipe(prepared, proc.pid)
     # The pid now belongs to the caller, which reaps it with os.wait4(). Settle the Popen handle
     # so that its finaliser neither warns (ResourceWarning) nor waitpid()s the child behind the
     # caller's back (subprocess._active / _cleanup).
     proc.returncode = 0
     return proc.pid, prepared.read_fd
+
+
+def hold_pipe(prepared: Prepared, pid: int) -> None:
+    """Hand the run's FIFO to the keeper (where there is one)."""
+    if prepared.keeper and not _hold_pipe(pid, prepared.read_fd):
+        log.warning("run %d: no pipe keeper; a daemon crash may SIGPIPE it", prepared.spec.run_id)
 
 
 def spawn(spec: RunSpec) -> tuple[int, int]:

@@ -41,11 +41,9 @@ class Launcher:
             with self.history.transaction():
                 for job, run in fresh:
                     self._claim(job, run, now)
-        started = []
-        for job, run in chosen:
-            spec = self.prepared.pop(run.run_id)[2]
-            handle = self.pool.submit(spec)  # what the pool needs to find the run again
-            started.append((job, run, spec, handle))
+        specs = [self.prepared.pop(run.run_id)[2] for _, run in chosen]
+        handles = self.pool.submit_many(specs)  # what the pool needs to find each run again
+        started = [(job, run, spec, handle) for (job, run), spec, handle in zip(chosen, specs, handles)]
         with self.history.transaction():
             for job, run, spec, handle in started:
                 self.history.transition(run.run_id, RunStatus.RUNNING, to_iso(now), started_at=to_iso(now),
