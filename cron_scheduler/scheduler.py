@@ -274,6 +274,7 @@ class Daemon:
                  self.config.shutdown_grace)
         finished = finished + pool.shutdown(self.config.shutdown_grace)
         try:
+            engine.launcher.unprepare()
             engine.record_all(finished, utcnow())
         except StateWriteError as exc:  # the next start records them interrupted
             log.error("daemon stopped without recording %d run(s): %s", len(finished), exc)

@@ -68,6 +68,15 @@ class Launcher:
         if self.prepared.pop(run_id, None) is not None:
             self.pool.discard(run_id)
 
+    def unprepare(self) -> None:
+        """The daemon stops: prepared runs go back to plain queued claims (no marker), which
+        the next daemon starts at their slot, or late if it starts after it."""
+        if self.prepared:
+            with self.history.transaction():
+                for run_id in list(self.prepared):
+                    self.history.update_run(run_id, marker=None, output_path=None)
+                    self.drop(run_id)
+
     def forget(self) -> None:
         """After a failed write: what was prepared may not be committed."""
         for run_id in list(self.prepared):
