@@ -69,6 +69,15 @@ class RunCgroups:
             raise ValueError(f"bad run marker {marker!r}")
         return self.base / f"{PREFIX}{marker}"
 
+    def create_dir(self, marker: str) -> Path:
+        """Create the run's cgroup; returns its directory."""
+        path = self.path(marker)
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            pass
+        return path
+
     def create(self, marker: str) -> int:
         """Create the run's cgroup; returns an fd of its cgroup.procs (writing "0" to it moves
         the writer in). The caller closes it."""

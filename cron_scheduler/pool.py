@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from cron_scheduler.loop import Loop, Timer
+from cron_scheduler import runner
 from cron_scheduler.runner import (SPAWN_ERRORS, Outcome, RunOutput, RunResult, RunSpec, TreeKill,
                                    exit_status, find_marked, open_log, pipe_path, process_running, remove_pipe,
-                                   process_start_time, release, spawn, spawn_error_message)
+                                   process_start_time, release, spawn_error_message)
 
 log = logging.getLogger(__name__)
 
+SPAWN_THREADS = 4  # spawns of one instant in flight at once (measured on 2 cores: 4 > 2 > 1)
 OUTPUT_GRACE = 1.0  # after the main process exits, how long descendants may hold the pipe
 NO_PIDFD_POLL = 0.5  # exit polling interval on kernels without pidfd_open
 UNKNOWN_STATUS = "exit status unknown (re-supervised after daemon restart)"
@@ -58,6 +60,16 @@ class Pool(abc.ABC):
     def submit(self, spec: RunSpec) -> RunHandle | None:
         """Start a run now; its handle, or None when it could not start (its SPAWN_FAILED
         result comes with the next results())."""
+
+    def submit_many(self, specs: list[RunSpec]) -> list[RunHandle | None]:
+        """submit() each, in order; a pool may start them concurrently."""
+        return [self.submit(spec) for spec in specs]
+
+    def prepare(self, spec: RunSpec) -> None:
+        """Do ahead what submit(spec) can do before the instant it starts (optional)."""
+
+    def discard(self, run_id: int) -> None:
+        """Undo prepare() for a run that will not be submitted."""
 
     @abc.abstractmethod
     def cancel(self, run_id: int, reason: str) -> None:
@@ -153,6 +165,8 @@ class LocalPool(Pool):
         self._done: list[RunResult] = []
         self._timer: Timer | None = None
         self._soon: Timer | None = None  # one _service() after the current batch of events
+        self._spawner = None  # threads for spawning several runs at one instant
+        self._prepared: dict[int, tuple[int, runner.Prepared]] = {}  # prepared: run id -> (log fd, spawn)
         if reap_orphans:
             self.loop.on_wake(self._service_soon)  # SIGCHLD
 
@@ -168,21 +182,84 @@ class LocalPool(Pool):
         done, self._done = self._done, []
         return done
 
-    def submit(self, spec: RunSpec) -> RunHandle | None:
-        if spec.run_id in self._runs:
-            raise ValueError(f"run {spec.run_id} is already running")
-        started = time.time()
-        log_fd = None
+    def prepare(self, spec: RunSpec) -> None:
+        """Open the run's log and output pipe, make its cgroup, build its argv and environment;
+        a failure is left for submit() to report."""
+        self.discard(spec.run_id)
         try:
             spec = dataclasses.replace(spec, argv=resolve_argv(spec.argv))
             log_fd = open_log(spec.log_path)
-            pid, out_fd = spawn(spec)
-        except SPAWN_ERRORS as exc:
-            if log_fd is not None:
+        except SPAWN_ERRORS:
+            return
+        try:
+            self._prepared[spec.run_id] = (log_fd, runner.prepare(spec))
+        except SPAWN_ERRORS:
+            os.close(log_fd)
+
+    def discard(self, run_id: int) -> None:
+        ready = self._prepared.pop(run_id, None)
+        if ready is not None:
+            os.close(ready[0])
+            runner.discard(ready[1])
+
+    def submit(self, spec: RunSpec) -> RunHandle | None:
+        return self.submit_many([spec])[0]
+
+    def submit_many(self, specs: list[RunSpec]) -> list[RunHandle | None]:
+        """Start runs now. Everything but the spawns happens on this thread; the spawns (each
+        blocks its thread until the child has exec'd) run on SPAWN_THREADS threads when there
+        are several, which overlaps one child's exec with the next spawn."""
+        ready = []  # (spec, log fd, prepared, started) of the runs that may spawn
+        handles: list[RunHandle | None] = [None] * len(specs)
+        for spec in specs:
+            if spec.run_id in self._runs:
+                raise ValueError(f"run {spec.run_id} is already running")
+            started = time.time()
+            got = self._prepared.pop(spec.run_id, None)
+            if got is not None and got[1].spec.marker != spec.marker:
+                os.close(got[0])
+                runner.discard(got[1])
+                got = None
+            log_fd = None
+            try:
+                if got is None:
+                    spec = dataclasses.replace(spec, argv=resolve_argv(spec.argv))
+                    log_fd = open_log(spec.log_path)
+                    got = (log_fd, runner.prepare(spec))
+            except SPAWN_ERRORS as exc:
+                if log_fd is not None:
+                    os.close(log_fd)
+                self._failed(spec, started, exc)
+                ready.append(None)
+                continue
+            ready.append((got[1].spec, got[0], got[1], started))
+        todo = [r for r in ready if r is not None]
+        if len(todo) > 1:
+            if self._spawner is None:
+                from concurrent.futures import ThreadPoolExecutor
+                self._spawner = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="spawn")
+            outcomes = list(self._spawner.map(_start_quiet, [r[2] for r in todo]))
+        else:
+            outcomes = [_start_quiet(r[2]) for r in todo]
+        for index, item in enumerate(ready):
+            if item is None:
+                continue
+            spec, log_fd, prepared, started = item
+            outcome = outcomes.pop(0)
+            if isinstance(outcome, BaseException):
                 os.close(log_fd)
-            self._result(RunResult(spec.run_id, None, started, time.time(), outcome=Outcome.SPAWN_FAILED,
-                                   error=spawn_error_message(exc)))
-            return None
+                self._failed(spec, started, outcome)
+                continue
+            pid, out_fd = outcome
+            runner.hold_pipe(prepared, pid)
+            handles[index] = self._supervise(spec, log_fd, pid, out_fd, started)
+        return handles
+
+    def _failed(self, spec: RunSpec, started: float, exc: BaseException) -> None:
+        self._result(RunResult(spec.run_id, None, started, time.time(), outcome=Outcome.SPAWN_FAILED,
+                               error=spawn_error_message(exc)))
+
+    def _supervise(self, spec: RunSpec, log_fd: int, pid: int, out_fd: int, started: float) -> RunHandle:
         output = RunOutput(out_fd, log_fd, spec.max_output, spec.log_path)
         run = _Run(spec.run_id, pid, spec.marker, started, spec.log_path, output=output,
                    start_time=process_start_time(pid))
@@ -225,6 +302,8 @@ class LocalPool(Pool):
         self._arm()
 
     def shutdown(self, grace: float) -> list[RunResult]:
+        for run_id in list(self._prepared):
+            self.discard(run_id)
         for run in list(self._runs.values()):
             if run.stop is None:
                 run.cancelled, run.cancel_reason = True, "daemon shutdown"
@@ -237,6 +316,9 @@ class LocalPool(Pool):
             self._done.append(self._finish(run, error="still running after SIGKILL"))
         if self._timer is not None:
             self._timer.cancel()
+        if self._spawner is not None:
+            self._spawner.shutdown()
+            self._spawner = None
         if self._own_loop:
             self.loop.close()
         return self.results()
@@ -418,6 +500,14 @@ class LocalPool(Pool):
             self.loop.remove_reader(run.pidfd)
             os.close(run.pidfd)
             run.pidfd = None
+
+
+def _start_quiet(prepared: runner.Prepared):
+    """runner.start() on a spawn thread: (pid, fd), or the exception it raised."""
+    try:
+        return runner.start(prepared, hold=False)
+    except SPAWN_ERRORS as exc:
+        return exc
 
 
 def _session_leader(marker: str) -> int | None:

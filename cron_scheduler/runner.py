@@ -26,7 +26,7 @@ import enum
 import errno
 import logging
 import os
-import select
+import stat
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -35,6 +35,7 @@ from pathlib import Path
 from cron_scheduler import safefs
 from cron_scheduler.errors import UnsafePath
 from cron_scheduler.cgroup import RunCgroups
+from cron_scheduler.keeper import Keeper
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,14 @@ def _run_dir(path: Path, create: bool = False) -> int:
     runs/ nor runs/<job>/ is followed through a link. create: make them (0700) if missing.
     A link raises OSError(ELOOP) naming it, which the pool records as the run's error."""
     path = Path(path)
+    parts = (path.parent.parent.name, path.parent.name)
     try:
-        return safefs.open_dir(path.parents[2], (path.parent.parent.name, path.parent.name), create)
+        try:  # mkdir of an existing directory costs as much as a create: only where missing
+            return safefs.open_dir(path.parents[2], parts)
+        except FileNotFoundError:
+            if not create:
+                raise
+        return safefs.open_dir(path.parents[2], parts, create)
     except UnsafePath as exc:
         raise OSError(errno.ELOOP, str(exc)) from None
 
@@ -226,37 +233,34 @@ def _pidfd_supported() -> bool:
     return _pidfd_ok
 
 
-def _start_keeper(pid: int, pipe: Path) -> bool:
-    """Fork a process that holds a read end of the run's FIFO until the run's main process pid
-    exits (a pidfd), in its own session so that it outlives the daemon. False if unsupported."""
+_keeper: Keeper | None = None
+
+
+def _hold_pipe(pid: int, read_fd: int) -> bool:
+    """Have the keeper process hold a read end of the run's FIFO until the run's main process
+    pid exits (a pidfd). False if unsupported or no keeper could take it."""
+    global _keeper
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         return False
-    keep_fd = reopen_pipe(pipe)  # through runs/<job>/ without following links
-    if keep_fd is None:
-        os.close(pidfd)
-        return False
     try:
-        child = os.fork()
-    except OSError:
-        child = -1
-    if child == 0:  # the keeper: nothing but waiting; never returns into the daemon's code
+        if _keeper is None:
+            _keeper = Keeper()
+        return _keeper.hold(pidfd, read_fd)
+    finally:
+        os.close(pidfd)
+
+
+def start_keeper() -> None:
+    """Start the pipe keeper now (the daemon, at start) rather than at the first run."""
+    global _keeper
+    if _keeper is None and _pidfd_supported():
+        _keeper = Keeper()
         try:
-            os.setsid()
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            low, high = sorted((keep_fd, pidfd))
-            os.closerange(3, low)
-            os.closerange(low + 1, high)
-            os.closerange(high + 1, 1 << 16)
-            select.select([pidfd], [], [])
-        finally:
-            os._exit(0)
-    os.close(keep_fd)
-    os.close(pidfd)
-    return child > 0
+            _keeper.start()
+        except OSError as exc:
+            log.warning("cannot start the pipe keeper now: %s", exc)
 
 
 def reopen_pipe(path: Path) -> int | None:
@@ -286,9 +290,22 @@ def remove_run_log(home_root: Path, job_id: str, recorded: str | os.PathLike) ->
     return True
 
 
-def spawn(spec: RunSpec) -> tuple[int, int]:
-    """Start the run; returns (pid, read end of its output pipe). The caller owns both: it must
-    reap the pid (os.wait4) and close the fd. Raises one of SPAWN_ERRORS if it cannot start."""
+@dataclass
+class Prepared:
+    """A run made ready to start (prepare()): its output pipe open, its cgroup made, its final
+    argv and environment built. start() then only spawns; discard() undoes it."""
+
+    spec: RunSpec
+    argv: list[str]
+    env: dict[str, str]
+    read_fd: int
+    child_fd: int
+    procs: Path | None  # cgroup.procs to join by a preexec_fn (no shim possible), else None
+    keeper: bool
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    """Everything of a spawn that does not need the instant. Raises one of SPAWN_ERRORS."""
     if not spec.argv:
         raise ValueError("empty command line")
     if not spec.marker:
@@ -297,53 +314,122 @@ def spawn(spec: RunSpec) -> tuple[int, int]:
     env[MARKER_VAR] = spec.marker
     keeper = _pidfd_supported()
     read_fd, child_fd = open_pipe(pipe_path(spec.log_path), write_only=keeper)
+    argv, procs = list(spec.argv), None
+    if _cgroups is not None:
+        try:
+            joined = _cgroups.create_dir(spec.marker) / "cgroup.procs"
+        except OSError as exc:
+            log.warning("run %d: no cgroup (%s); its tree is found by its marker", spec.run_id, exc)
+        else:
+            if os.access(SHELL, os.X_OK) and _plain_exec(spec.argv[0], env, spec.cwd):
+                argv = [SHELL, "-c", JOIN_SHIM, str(joined), *spec.argv]
+            else:
+                procs = joined
+    return Prepared(spec, argv, env, read_fd, child_fd, procs, keeper)
+
+
+def discard(prepared: Prepared) -> None:
+    """Undo prepare() for a run that will not start."""
+    for fd in (prepared.read_fd, prepared.child_fd):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    remove_pipe(pipe_path(prepared.spec.log_path))
+    release(prepared.spec.marker)
+
+
+def start(prepared: Prepared, hold: bool = True) -> tuple[int, int]:
+    """Spawn a prepared run; returns (pid, read end of its output pipe), as spawn(). Safe to
+    call from several threads at once with hold=False; the caller then calls hold_pipe()."""
+    spec = prepared.spec
     try:
-        proc = _popen(spec, env, child_fd)
+        proc = _popen(spec, prepared, prepared.child_fd)
     except BaseException:
-        os.close(read_fd)
+        os.close(prepared.read_fd)
         remove_pipe(pipe_path(spec.log_path))
         raise
     finally:
-        os.close(child_fd)
-    if keeper and not _start_keeper(proc.pid, pipe_path(spec.log_path)):
-        log.warning("run %d: no pipe keeper; a daemon crash may SIGPIPE it", spec.run_id)
+        os.close(prepared.child_fd)
+    if hold:
+        hold_pipe(prepared, proc.pid)
     # The pid now belongs to the caller, which reaps it with os.wait4(). Settle the Popen handle
     # so that its finaliser neither warns (ResourceWarning) nor waitpid()s the child behind the
     # caller's back (subprocess._active / _cleanup).
     proc.returncode = 0
-    return proc.pid, read_fd
+    return proc.pid, prepared.read_fd
 
 
-def _popen(spec: RunSpec, env: dict[str, str], out_fd: int) -> subprocess.Popen:
-    """exec the run in a new session; with cgroups, in its own cgroup, joined between fork and
-    exec (writing "0" to its cgroup.procs), so that it cannot fork outside it first."""
-    procs_fd = None
-    if _cgroups is not None:
-        try:
-            procs_fd = _cgroups.create(spec.marker)
-        except OSError as exc:
-            log.warning("run %d: no cgroup (%s); its tree is found by its marker", spec.run_id, exc)
+def hold_pipe(prepared: Prepared, pid: int) -> None:
+    """Hand the run's FIFO to the keeper (where there is one)."""
+    if prepared.keeper and not _hold_pipe(pid, prepared.read_fd):
+        log.warning("run %d: no pipe keeper; a daemon crash may SIGPIPE it", prepared.spec.run_id)
+
+
+def spawn(spec: RunSpec) -> tuple[int, int]:
+    """Start the run; returns (pid, read end of its output pipe). The caller owns both: it must
+    reap the pid (os.wait4) and close the fd. Raises one of SPAWN_ERRORS if it cannot start."""
+    return start(prepare(spec))
+
+
+# Joins the run's cgroup ("$0" is its cgroup.procs), then becomes the run: an extra exec of a
+# small shell instead of a preexec_fn, which would force a fork of the whole daemon per run
+# (subprocess uses vfork only without one). Never fails the run: outside its cgroup, the run's
+# tree is still found by its marker, and the run's output says so.
+JOIN_SHIM = ('echo 0 >"$0" 2>/dev/null || echo "cron-scheduler: this run could not join its cgroup;'
+             ' its tree is found by its marker" >&2; exec "$@"')
+SHELL = "/bin/sh"
+
+
+def _popen(spec: RunSpec, prepared: Prepared, out_fd: int) -> subprocess.Popen:
+    """exec the run in a new session; with cgroups, in its own cgroup, joined before the run's
+    program starts, so that it cannot fork outside it first: through JOIN_SHIM where exec'ing
+    through the shell behaves exactly as a direct exec (an ELF or #! program: prepare() chose),
+    else by writing "0" to its cgroup.procs between fork and exec (a preexec_fn)."""
+    def popen(preexec=None) -> subprocess.Popen:
+        return subprocess.Popen(prepared.argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=subprocess.STDOUT,
+                                cwd=spec.cwd, env=prepared.env, close_fds=True, start_new_session=True,
+                                preexec_fn=preexec)
+    if prepared.procs is None:
+        return popen()
+    procs_fd = os.open(prepared.procs, os.O_WRONLY | os.O_CLOEXEC)
 
     def join_cgroup() -> None:  # runs in the child: no allocation-heavy work, no locks
         os.write(procs_fd, b"0")
-
-    def popen(preexec) -> subprocess.Popen:
-        return subprocess.Popen(list(spec.argv), stdin=subprocess.DEVNULL, stdout=out_fd,
-                                stderr=subprocess.STDOUT, cwd=spec.cwd, env=env, close_fds=True,
-                                start_new_session=True, preexec_fn=preexec)
     try:
-        if procs_fd is None:
-            return popen(None)
         try:
             return popen(join_cgroup)
         except subprocess.SubprocessError as exc:
             if "preexec_fn" not in str(exc):
                 raise
         log.warning("run %d: cannot join its cgroup; its tree is found by its marker", spec.run_id)
-        return popen(None)
+        return popen()
     finally:
-        if procs_fd is not None:
-            os.close(procs_fd)
+        os.close(procs_fd)
+
+
+def _plain_exec(program: str, env: dict[str, str], cwd: str | None) -> bool:
+    """Whether exec'ing `program` (searched in env's PATH like subprocess does) runs an ELF
+    binary or a #! script: then the shell's exec does exactly what a direct execve would. A
+    missing or unexecutable program, or one the shell would run as a script, is False: the
+    direct path reports it as subprocess does (a spawn failure naming it)."""
+    candidates = [program] if "/" in program else [os.path.join(d, program) for d in os.get_exec_path(env)]
+    for path in candidates:
+        if cwd and not os.path.isabs(path):
+            path = os.path.join(cwd, path)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            head = os.read(fd, 4) if regular else b""
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return regular and os.access(path, os.X_OK) and (head == b"\x7fELF" or head[:2] == b"#!")
+    return False
 
 
 def spawn_error_message(exc: BaseException) -> str:

@@ -121,7 +121,7 @@ class Daemon:
         from cron_scheduler.instance import InstanceLock
         from cron_scheduler.loop import Loop
         from cron_scheduler.pool import LocalPool
-        from cron_scheduler.runner import set_child_subreaper, use_cgroups
+        from cron_scheduler.runner import set_child_subreaper, start_keeper, use_cgroups
 
         self.home.check_secure()
         lock = InstanceLock(self.home)
@@ -131,6 +131,7 @@ class Daemon:
             loop = Loop()
             self._install_signals(loop)
             subreaper = set_child_subreaper()
+            start_keeper()  # holds the runs' output pipes across a daemon crash (keeper.py)
             history = History.open(self.home, check=True)
             history.repairs = True
             cgroups = self._kill_method()
@@ -143,6 +144,8 @@ class Daemon:
                                  loop=loop, reap_orphans=subreaper)
             now = utcnow()
             engine = Engine(self.home, self.config, pool, history, started=now)
+            if self.once:  # --once takes what is due at its start: nothing is fired ahead
+                engine.firing.launcher = None
             requests = Requests(engine)
             engine.reload(now)
             log.info("daemon started: pid %d, home %s, %d jobs, max_workers %d%s", os.getpid(), self.home.root,
@@ -219,6 +222,8 @@ class Daemon:
         """One pass: store, requests, due slots, waves, starts. False once --once is done.
         A pass in which nothing changed (store, state.db by anyone) and nothing fell due only
         looks: an idle daemon does one stat and one PRAGMA a second."""
+        if engine.has_prepared_due(now):  # the instant of prepared runs: spawn first
+            engine.start_queued(now)
         reloaded = self._reload(engine, now)
         changed = engine.history.changed()
         if reloaded or changed or self._due(engine, now):
@@ -259,7 +264,7 @@ class Daemon:
 
     def _wake_times(self, engine) -> list:
         """The next slot (with --once, only until the due slots were taken) and next retry."""
-        times = [self.retry_at] if self.once and self.fired else [engine.next_slot(), self.retry_at]
+        times = [self.retry_at] if self.once and self.fired else [engine.next_wake(), self.retry_at]
         return [when for when in times if when is not None]
 
     def _due(self, engine, now) -> bool:
@@ -279,6 +284,7 @@ class Daemon:
                  self.config.shutdown_grace)
         finished = finished + pool.shutdown(self.config.shutdown_grace)
         try:
+            engine.launcher.unprepare()
             engine.record_all(finished, utcnow())
         except StateWriteError as exc:  # the next start records them interrupted
             log.error("daemon stopped without recording %d run(s): %s", len(finished), exc)

@@ -157,6 +157,10 @@ def test_remove_waits_for_the_last_process_and_prune_clears_empty_ones(tmp_path,
                             log_path=tmp_path / "1.log", max_output=10, timeout=None, marker=marker))
     os.close(fd)
     try:
+        # the run joins its cgroup before its program starts (spawn() does not wait for that)
+        end = time.monotonic() + 10
+        while cgroups.pids(marker) != {pid} and time.monotonic() < end:
+            time.sleep(0.01)
         assert cgroups.pids(marker) == {pid}
         assert not cgroups.remove(marker), "removed a cgroup a process lives in"
         assert cgroups.path(marker).exists()
@@ -199,3 +203,54 @@ def test_daemon_stop_kills_the_env_cleared_escaper_and_status_says_how(tmp_path)
                 os.kill(escaper, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_with_cgroups_an_unstartable_program_still_fails_to_spawn_with_its_own_error(tmp_path, cgroups):
+    """The cgroup join goes through a small shell only where its exec behaves as execve: a
+    missing program or a script without #! is a spawn failure naming it, as without cgroups."""
+    script = tmp_path / "noshebang"
+    script.write_text("echo hi\n")
+    script.chmod(0o755)
+    for argv, error in (((str(tmp_path / "missing"),), FileNotFoundError), ((str(script),), OSError)):
+        spec = RunSpec(run_id=1, job_id="j", argv=argv, env={}, cwd=None, log_path=tmp_path / "1.log",
+                       max_output=10, timeout=None, marker=uuid.uuid4().hex)
+        with pytest.raises(error) as info:
+            spawn(spec)
+        assert info.value.filename == argv[0] or "Exec format error" in str(info.value)
+
+
+def test_one_keeper_process_holds_the_pipes_of_all_runs(tmp_path):
+    """The FIFO read ends are held by one long-lived keeper, not by a fork of the caller per run."""
+    pids = []
+    try:
+        for n in range(3):
+            spec = RunSpec(run_id=n, job_id="j", argv=("/bin/sleep", "30"), env={}, cwd=None,
+                           log_path=tmp_path / f"{n}.log", max_output=10, timeout=None, marker=uuid.uuid4().hex)
+            pid, fd = spawn(spec)
+            os.close(fd)
+            pids.append(pid)
+        me = str(os.getpid())
+        children = [name for name in os.listdir("/proc") if name.isdigit()
+                    and _ppid(name) == me and int(name) not in pids]
+        keepers = [c for c in children if b"keeper.py" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(keepers) == 1, children
+        # the keeper holds a read end of each run's FIFO
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            held = {os.readlink(f"/proc/{keepers[0]}/fd/{fd}") for fd in os.listdir(f"/proc/{keepers[0]}/fd")}
+            if all(any(str(tmp_path / f"{n}.pipe") in h for h in held) for n in range(3)):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail(f"the keeper does not hold the pipes: {held}")
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def _ppid(pid: str) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    except (OSError, IndexError):
+        return None

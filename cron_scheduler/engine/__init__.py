@@ -42,6 +42,7 @@ class Engine:
         self.launcher = Launcher(self.catalogue, history, pool)
         self.waves = Waves(self.catalogue, history, self.launcher.stop)
         self.firing = Firing(self.catalogue, history, self.waves, started)
+        self.firing.launcher = self.launcher
         self.recorder = Recorder(self.catalogue, history, self.waves)
 
     # what the daemon's loop, requests, recovery and tests use
@@ -61,9 +62,17 @@ class Engine:
 
     def forget(self) -> None:
         self.catalogue.forget()
+        self.launcher.forget()
 
     def next_slot(self) -> datetime | None:
         return self.catalogue.next_slot()
+
+    def next_wake(self) -> datetime | None:
+        """When fire_due has work next (a slot, or shortly before it to prepare its runs)."""
+        return self.firing.next_wake()
+
+    def has_prepared_due(self, now: datetime) -> bool:
+        return self.launcher.has_due(now)
 
     def fire_due(self, now: datetime) -> None:
         self.firing.fire_due(now)

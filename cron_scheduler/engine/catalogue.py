@@ -116,6 +116,10 @@ class Catalogue:
             return None
         return heapq.heappop(self.heap)[1], when
 
+    def push(self, job_id: str, when: datetime) -> None:
+        """Put back a cursor taken by pop_due but not fired."""
+        heapq.heappush(self.heap, (when, job_id))
+
     def advance(self, job: Job, cursor: datetime | None) -> None:
         """Move a job's cursor (in state.db too: in the caller's transaction)."""
         self.history.set_job_state(job.id, planner.fingerprint(job, self.config.timezone), to_iso(cursor))

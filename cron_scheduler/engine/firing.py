@@ -1,35 +1,69 @@
 """Timer slots: each job whose cursor is due opens the waves of its slots that run (on time
-or caught up), records the ones it missed, and moves its cursor on."""
+or caught up), records the ones it missed, and moves its cursor on.
+
+Slots up to LOOKAHEAD ahead are fired early where nothing can change the decision by then (the
+job has no active run and waits for no upstream): its run is claimed as a queued run that may
+not start before the slot (not_before), and the launcher prepares it (files, argv,
+environment), so that at the instant only the spawn is left. Other slots fire at their instant."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cron_scheduler import planner
 from cron_scheduler.engine.catalogue import Catalogue
 from cron_scheduler.engine.waves import Waves
 from cron_scheduler.history import History
-from cron_scheduler.models import Job, RunStatus, Trigger, to_iso
+from cron_scheduler.models import ACTIVE, Job, RunStatus, Trigger, to_iso
 
 log = logging.getLogger("cron_scheduler")
+
+LOOKAHEAD = timedelta(milliseconds=250)
 
 
 class Firing:
     def __init__(self, catalogue: Catalogue, history: History, waves: Waves, started: datetime | None):
         self.catalogue, self.history, self.waves = catalogue, history, waves
         self.started = started  # slots before it fell while no daemon ran: they follow catch_up
+        self.launcher = None  # prepares runs of slots fired ahead (Engine sets it)
+        self.prepared_through: datetime | None = None  # slots up to here were prepared or deferred
 
     def fire_due(self, now: datetime) -> None:
-        """Queue the runs of every slot that has come, all due jobs in one commit."""
+        """Queue the runs of every slot that has come, all due jobs in one commit; prepare the
+        runs of slots within LOOKAHEAD."""
+        horizon = now + LOOKAHEAD
         due = self.catalogue.next_slot()
-        if due is None or due > now:
+        if due is None or due > horizon:
             return
+        deferred: list[tuple[str, datetime]] = []
+        busy: set[str] | None = None
         with self.history.transaction():
-            while (item := self.catalogue.pop_due(now)) is not None:
-                self._fire(*item, now)
+            while (item := self.catalogue.pop_due(horizon)) is not None:
+                job_id, when = item
+                if when <= now:
+                    self._fire(job_id, when, now)
+                    continue
+                if busy is None:
+                    busy = self.history.job_ids(*ACTIVE)
+                job = self.catalogue.jobs[job_id]
+                if self.launcher is None or job_id in busy or job.depends_on or not job.enabled:
+                    deferred.append(item)  # decided at its instant
+                else:
+                    self._fire(job_id, when, when, prepare_at=now)
+        for job_id, when in deferred:
+            self.catalogue.push(job_id, when)
+        self.prepared_through = max(self.prepared_through or horizon, horizon)
 
-    def _fire(self, job_id: str, when: datetime, now: datetime) -> None:
+    def next_wake(self) -> datetime | None:
+        """When fire_due has work: LOOKAHEAD before the next slot, or at a slot deferred to its
+        instant."""
+        due = self.catalogue.next_slot()
+        if due is None or (self.prepared_through is not None and due <= self.prepared_through):
+            return due
+        return due - LOOKAHEAD
+
+    def _fire(self, job_id: str, when: datetime, now: datetime, prepare_at: datetime | None = None) -> None:
         job = self.catalogue.jobs[job_id]
         try:
             plan = planner.plan_slots(job, self.catalogue.zone_of(job), when, now, since=self.started)
@@ -40,6 +74,12 @@ class Firing:
             self._record_missed(job, first, last, count, plan, now)
         planned: list[int] = []  # catch-up runs of this plan: they do not skip each other
         for slot, trigger in plan.runs:
+            if prepare_at is not None:  # ahead of its slot: not_before holds it until then
+                for run_id in self.waves.open([job_id], trigger, slot, prepare_at, slot=slot, not_before=slot):
+                    run = self.history.get_run(run_id)
+                    if run.job_id == job_id and run.status is RunStatus.QUEUED:
+                        self.launcher.prepare(job, run, prepare_at)
+                continue
             created = self.waves.open([job_id], trigger, slot, now, slot=slot, planned=planned)
             if trigger is Trigger.CATCH_UP:
                 planned += created

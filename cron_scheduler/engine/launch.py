@@ -1,6 +1,9 @@
-"""Launching and stopping runs: queued runs get free workers in priority order, marked
-`running` in one commit before any is handed to the pool (write-ahead), the handles the pool
-returns recorded in a second commit; `stop` cancels a running run or kills a pending one."""
+"""Launching and stopping runs: queued runs get free workers in priority order. A run's claim
+carries its marker and log path before its process exists (write-ahead: recovery finds a
+started process by its marker); the pool spawns; then `running` and the handles the pool
+returned are recorded in one commit. A slot's runs can be prepared ahead (`prepare`, shortly
+before the slot): claim, files, argv and environment; at the instant only the spawns remain.
+`stop` cancels a running run or kills a pending one."""
 
 from __future__ import annotations
 
@@ -25,29 +28,63 @@ class Launcher:
     def __init__(self, catalogue: Catalogue, history: History, pool: Pool):
         self.catalogue, self.history, self.pool = catalogue, history, pool
         self.base_env = dict(os.environ)  # each run's environment starts from this copy
+        self.prepared: dict[int, tuple[Job, Run | None, RunSpec]] = {}  # claimed, not spawned yet
 
     def start_queued(self, now: datetime) -> None:
-        """Give free workers to queued runs in priority order."""
+        """Give free workers to queued runs in priority order: the spawns first, nothing
+        between two of them; then `running` and the pids in one commit."""
         chosen = self._choose(now)
         if not chosen:
             return
+        fresh = [(job, run) for job, run in chosen if run.run_id not in self.prepared]
+        if fresh:
+            with self.history.transaction():
+                for job, run in fresh:
+                    self._claim(job, run, now)
+        specs = [self.prepared.pop(run.run_id)[2] for _, run in chosen]
+        handles = self.pool.submit_many(specs)  # what the pool needs to find each run again
+        started = [(job, run, spec, handle) for (job, run), spec, handle in zip(chosen, specs, handles)]
         with self.history.transaction():
-            specs = [self._write_ahead(job, run, now) for job, run in chosen]
-        started = []
-        for (job, run), spec in zip(chosen, specs):
-            handle = self.pool.submit(spec)  # what the pool needs to find the run again
+            for job, run, spec, handle in started:
+                self.history.transition(run.run_id, RunStatus.RUNNING, to_iso(now), started_at=to_iso(now),
+                                        reason=self._reason(run, now), **(handle or {}))
+        for job, run, spec, handle in started:
             if handle is not None:
-                started.append((job, run, handle))
-        with self.history.transaction():
-            for job, run, handle in started:
-                self.history.update_run(run.run_id, **handle)
-        for job, run, handle in started:
-            log.info("run %d job %s started%s (%s, slot %s)", run.run_id, job.id,
-                     f" pid {handle['pid']}" if handle.get("pid") else "", run.trigger, run.scheduled_for)
+                log.info("run %d job %s started%s (%s, slot %s)", run.run_id, job.id,
+                         f" pid {handle['pid']}" if handle.get("pid") else "", run.trigger, run.scheduled_for)
+
+    def prepare(self, job: Job, run: Run, now: datetime) -> None:
+        """Make a queued run of a slot still to come ready to start (in the caller's transaction)."""
+        self._claim(job, run, now)
+        self.pool.prepare(self.prepared[run.run_id][2])
+
+    def has_due(self, now: datetime) -> bool:
+        """A prepared run's slot has come."""
+        return any(run.not_before and parse_iso(run.not_before) <= now for _, run, _ in self.prepared.values()
+                   if run is not None)
+
+    def drop(self, run_id: int) -> None:
+        """A prepared run will not start (skipped, killed)."""
+        if self.prepared.pop(run_id, None) is not None:
+            self.pool.discard(run_id)
+
+    def unprepare(self) -> None:
+        """The daemon stops: prepared runs go back to plain queued claims (no marker), which
+        the next daemon starts at their slot, or late if it starts after it."""
+        if self.prepared:
+            with self.history.transaction():
+                for run_id in list(self.prepared):
+                    self.history.update_run(run_id, marker=None, output_path=None)
+                    self.drop(run_id)
+
+    def forget(self) -> None:
+        """After a failed write: what was prepared may not be committed."""
+        for run_id in list(self.prepared):
+            self.drop(run_id)
 
     def _choose(self, now: datetime) -> list[tuple[Job, Run]]:
         """Queued runs that may start now, as many as there are free workers; pending runs of
-        removed or paused jobs are skipped on the way."""
+        removed or paused jobs, and prepared runs of jobs changed since, are skipped on the way."""
         free = self.pool.free_slots()
         chosen: list[tuple[Job, Run]] = []
         running_jobs: set[str] | None = None  # read once something is queued (idle wakes skip it)
@@ -59,7 +96,10 @@ class Launcher:
             for run in runs:
                 why = self.catalogue.not_runnable(run)
                 job = self.catalogue.jobs.get(run.job_id)
+                if not why and run.run_id in self.prepared and self.prepared[run.run_id][0] != job:
+                    why = "job changed before its slot"
                 if why:
+                    self.drop(run.run_id)
                     self.history.transition(run.run_id, RunStatus.SKIPPED, to_iso(now), finished_at=to_iso(now),
                                             reason=why)
                 elif planner.can_start(job, run, running_jobs, now) and len(chosen) < free:
@@ -70,19 +110,21 @@ class Launcher:
             offset += page
         return chosen
 
-    def _write_ahead(self, job: Job, run: Run, now: datetime) -> RunSpec:
-        """Record the run as running, with its marker, before its process exists."""
+    def _claim(self, job: Job, run: Run, now: datetime) -> None:
+        """Give the claim its marker and log path (no status change) before its process exists."""
         marker = uuid.uuid4().hex
         log_path = self.catalogue.home.run_log(job.id, run.run_id)
-        late = (now - parse_iso(run.scheduled_for)).total_seconds()
-        reason = run.reason
-        if run.trigger in _TIMED and late > planner.MISS_AFTER.total_seconds():
-            reason = f"started {late:.0f}s late"
-        self.history.transition(run.run_id, RunStatus.RUNNING, to_iso(now), started_at=to_iso(now), marker=marker,
-                                output_path=str(log_path), reason=reason)
-        return RunSpec(run_id=run.run_id, job_id=job.id, argv=argv(job), env=self.env(job, run),
+        self.history.update_run(run.run_id, marker=marker, output_path=str(log_path))
+        spec = RunSpec(run_id=run.run_id, job_id=job.id, argv=argv(job), env=self.env(job, run),
                        cwd=job.cwd, log_path=log_path, max_output=job.max_output, timeout=job.timeout,
                        marker=marker, resources=job.resources or None, worker=job.worker)
+        self.prepared[run.run_id] = (job, run, spec)
+
+    def _reason(self, run: Run, now: datetime) -> str | None:
+        late = (now - parse_iso(run.scheduled_for)).total_seconds()
+        if run.trigger in _TIMED and late > planner.MISS_AFTER.total_seconds():
+            return f"started {late:.0f}s late"
+        return run.reason
 
     def env(self, job: Job, run: Run) -> dict[str, str]:
         env = dict(self.base_env)
@@ -99,6 +141,7 @@ class Launcher:
             self.pool.cancel(run_id, reason)
             log.info("run %d job %s stopping: %s", run_id, run.job_id, reason)
         elif run.status in (RunStatus.QUEUED, RunStatus.WAITING):
+            self.drop(run_id)
             self.history.transition(run_id, RunStatus.KILLED, to_iso(now), finished_at=to_iso(now), reason=reason)
 
 

@@ -6,8 +6,8 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from cron_scheduler.models import DEFAULT_MAX_OUTPUT, RunStatus, parse_iso
-from cron_scheduler.runner import Outcome, RunResult
+from cron_scheduler.models import DEFAULT_MAX_OUTPUT, RunStatus, parse_iso, to_iso
+from cron_scheduler.runner import Outcome, RunResult, find_marked
 
 if TYPE_CHECKING:
     from cron_scheduler.engine import Engine
@@ -21,6 +21,7 @@ def recover(engine: "Engine", now: datetime) -> None:
     finishes, as it would have; it gets no new slots). The others are interrupted (and retried
     if allowed); what they left running is not chased, as it would not have been without the
     crash."""
+    _claimed(engine, now)
     for run in engine.history.with_status(RunStatus.RUNNING):
         handle = {"pid": run.pid, "pid_start": run.pid_start, "marker": run.marker}
         job = engine.jobs.get(run.job_id)
@@ -41,3 +42,21 @@ def recover(engine: "Engine", now: datetime) -> None:
                            finished_at=now.timestamp(), outcome=Outcome.UNKNOWN, error=why)
         engine.record(result, now, status=RunStatus.INTERRUPTED)
         log.warning("run %d job %s interrupted: %s", run.run_id, run.job_id, why)
+
+
+def _claimed(engine: "Engine", now: datetime) -> None:
+    """Queued runs with a marker: claimed for a start, and maybe spawned, when the previous
+    daemon died (`running` is recorded only after the spawn). A process carrying the marker is
+    the run: it is recorded running and re-supervised by recover(). With none, a claim
+    whose slot is still to come was prepared ahead and surely not spawned (spawns happen at the
+    slot): it stays queued, prepared again. Any other may have run and finished: it is not run
+    again, but recorded as interrupted (and retried if the job allows)."""
+    for run in engine.history.with_status(RunStatus.QUEUED):
+        if not run.marker:
+            continue
+        if run.not_before and parse_iso(run.not_before) > now and not find_marked(run.marker):
+            engine.history.update_run(run.run_id, marker=None, output_path=None)
+            continue
+        # running, pid unknown: recover() finds its process by the marker, or interrupts it
+        engine.history.transition(run.run_id, RunStatus.RUNNING, to_iso(now), started_at=to_iso(now),
+                                  reason="claimed for a start when the daemon stopped")

@@ -25,7 +25,7 @@ class Waves:
 
     def open(self, roots: list[str], trigger: Trigger, scheduled: datetime, now: datetime,
              slot: datetime | None = None, ignore_deps: bool = False,
-             planned: list[int] | tuple[int, ...] = ()) -> list[int]:
+             planned: list[int] | tuple[int, ...] = (), not_before: datetime | None = None) -> list[int]:
         """A trigger opens a wave: the roots and, waiting for them, every job downstream.
         `planned` are catch-up runs just opened for earlier slots of the same plan: the overlap
         policy does not apply against them (catch-up=all runs every missed slot, one after the
@@ -42,6 +42,8 @@ class Waves:
             values = dict(job_id=job_id, scheduled_for=to_iso(scheduled), wave=wave, priority=job.priority,
                           queued_at=to_iso(now), trigger=(trigger if is_root else Trigger.DEPENDENCY).value,
                           slot=to_iso(slot) if is_root and slot else None)
+            if is_root and not_before is not None:  # fired ahead of its slot (firing.py)
+                values.update(not_before=to_iso(not_before))
             if is_root and status is RunStatus.QUEUED and trigger in (Trigger.SCHEDULE, Trigger.CATCH_UP):
                 decision = planner.overlap(job, [r for r in self.history.with_status(*ACTIVE, job_id=job_id)
                                                  if r.run_id not in planned])

@@ -254,3 +254,36 @@ def test_run_that_keeps_printing_survives_its_daemons_death(faults):
     duration = _ts(final["finished_at"]) - _ts(final["started_at"])
     assert duration >= 5.5, (f"the run died {duration:.1f}s after it started, soon after its daemon was "
                              f"killed: {final}")
+
+
+@pytest.mark.timeout(120)
+def test_kill9_between_prepare_and_spawn_never_runs_a_slot_twice_nor_loses_it(faults):
+    """Slots are claimed and prepared ~250 ms ahead (queued, not_before the slot, a marker):
+    a kill -9 in that window leaves a claim with no process. The restarted daemon re-plans it
+    (queued again, started at its time) or, once its slot has passed, records it interrupted:
+    every slot has exactly one run, none stays claimed, none ran twice."""
+    stamp = faults.script("stamp.sh", "#!/bin/sh\necho \"$CRON_SCHEDULER_SCHEDULED_FOR\" >> \"$1\"\n")
+    os.chmod(stamp, 0o755)
+    out = faults.home / "stamps"
+    faults.cli("add", "tick", "* * * * * *", str(stamp), str(out))
+    for _ in range(3):
+        daemon = faults.start_daemon()
+
+        def prepared():
+            rows = faults.query("SELECT run_id, not_before FROM runs WHERE status = 'queued' AND marker IS NOT NULL "
+                                "AND not_before IS NOT NULL")
+            return [r for r in rows if _ts(r["not_before"]) > time.time() + 0.02]
+        wait_until("a run prepared ahead of its slot", prepared, timeout=30, interval=0.005)
+        daemon.kill9()
+        daemon.wait()
+    daemon = faults.start_daemon()
+    time.sleep(2.5)
+    daemon.terminate()
+    rows = faults.query("SELECT run_id, slot, status, marker, not_before FROM runs WHERE job_id = 'tick'")
+    per_slot = Counter(r["slot"] for r in rows)
+    assert all(n == 1 for n in per_slot.values()), per_slot
+    stamps = Counter(out.read_text().split()) if out.exists() else Counter()
+    assert all(n == 1 for n in stamps.values()), f"a slot ran twice: {stamps}"
+    claimed = [r for r in rows if r["status"] == "queued" and r["marker"]]
+    assert not claimed, f"claims left behind: {claimed}"
+    assert {r["status"] for r in rows} <= {"succeeded", "interrupted", "queued"}, rows
