@@ -30,8 +30,8 @@ from cron_scheduler.home import Home
 from cron_scheduler.jobs import (_check_upstreams, _command, _instant, check_graph, check_job,
                                  zone_of)
 from cron_scheduler.models import (JOB_FIELDS, CatchUp, Job, Overlap, format_duration,
-                                   parse_channels, parse_duration, parse_notify, parse_size, to_iso,
-                                   utcnow, validate_job_id)
+                                   parse_channels, parse_duration, parse_notify, parse_resources, parse_size,
+                                   to_iso, utcnow, validate_job_id)
 from cron_scheduler.store import Store
 
 # keys of `show --json` that describe the job, not its state: read from and written to files
@@ -349,6 +349,19 @@ def _env(value: Any) -> dict[str, str] | None:
     return {_word(k, "env name"): _word(v, f"env {k}") for k, v in value.items()}
 
 
+def _resources(value: Any) -> dict[str, float]:
+    """Dask worker resources: a mapping of names to amounts (a number, or a size such as 4GB),
+    or one string as on the command line (`cpu=2,mem=4GB`)."""
+    if value is None:
+        return {}
+    if type(value) is str:
+        return parse_resources(value)
+    if type(value) is not dict:
+        raise InvalidOption(f"resources must be a mapping of names to amounts, not {_kind(value)}")
+    return {_word(k, "resource name"): (float(v) if type(v) in (int, float) else float(parse_size(_word(v, k))))
+            for k, v in value.items()}
+
+
 def _instant_text(value: Any, name: str) -> str | None:
     if value is None:
         return None
@@ -393,6 +406,8 @@ CONVERT: dict[str, Callable[[Any, dict, Path, bool], Any]] = {
     "max_output": lambda v, *_: _size(v, "max_output"),
     "alert_output": lambda v, *_: _size(v, "alert_output", optional=True),
     "description": lambda v, *_: _string(v, "description", optional=True) or "",
+    "resources": lambda v, *_: _resources(v),
+    "worker": lambda v, *_: _string(v, "worker", optional=True),
 }
 assert set(CONVERT) == set(FIELDS), "every job field is expressible in a pipeline file"
 

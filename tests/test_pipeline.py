@@ -303,6 +303,10 @@ def jobs(draw):
             expected_duration=draw(st.none() | DURATION),
             max_output=draw(st.integers(1, 1024**4) | st.sampled_from([1024, 10 * 1024**2, 1024**3])),
             alert_output=draw(st.none() | st.integers(1, 10**9)),
+            resources=draw(st.dictionaries(st.sampled_from(["cpu", "mem", "gpu"]),
+                                           st.floats(0.5, 1e12, allow_nan=False) | st.sampled_from([2.0, 4096.0]),
+                                           max_size=2)),
+            worker=draw(st.none() | st.just("tcp://127.0.0.1:40000")),
             description=draw(TEXT),
         )
     return out
