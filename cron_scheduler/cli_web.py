@@ -7,7 +7,7 @@ import click
 from cron_scheduler.cli import cli, get_home, home_option
 
 
-@cli.command("web", short_help="Serve the web dashboard, the JSON API and Prometheus metrics.")
+@cli.command("web", short_help="Serve the dashboard, the JSON API and /metrics.")
 @click.option("--bind", default="127.0.0.1:8765", show_default=True, metavar="HOST:PORT",
               help="Where to listen; a bind other than loopback needs the token for every request.")
 @click.option("--read-only", is_flag=True, help="Refuse every action (run, stop, pause, resume, rerun).")
