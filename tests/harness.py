@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -43,6 +44,13 @@ def ts(iso: str | None) -> float:
     """An ISO 8601 instant from history --json as a POSIX timestamp."""
     assert iso is not None
     return datetime.fromisoformat(iso).timestamp()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def child_env() -> dict[str, str]:

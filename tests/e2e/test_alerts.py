@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import CONFIG, Env, ts, wait_until
+from harness import CONFIG, Env, free_port, ts, wait_until
 
 SECRET = "Sup3rSecretPassw0rd"
 
@@ -45,12 +45,6 @@ def alerts_where(env: Env, where: str) -> list[dict]:
         return env.query(f"SELECT * FROM alerts WHERE {where}")
     except sqlite3.OperationalError:
         return []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

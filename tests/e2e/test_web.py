@@ -13,8 +13,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import Env, child_env, wait_until
-from webtools import free_port, start_web
+from harness import Env, child_env, free_port, wait_until
+from webtools import start_web
 
 SLOW_JOB = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
 LINES_JOB = "import time\nfor i in range(6):\n    print('line', i, flush=True)\n    time.sleep(0.4)\n"
