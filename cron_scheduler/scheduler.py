@@ -143,9 +143,7 @@ class Daemon:
                 pool = LocalPool(max_workers=self.config.max_workers, kill_grace=self.config.kill_grace,
                                  loop=loop, reap_orphans=subreaper)
             now = utcnow()
-            engine = Engine(self.home, self.config, pool, history, started=now)
-            if self.once:  # --once takes what is due at its start: nothing is fired ahead
-                engine.firing.launcher = None
+            engine = Engine(self.home, self.config, pool, history, started=now, prepare_ahead=not self.once)
             requests = Requests(engine)
             engine.reload(now)
             log.info("daemon started: pid %d, home %s, %d jobs, max_workers %d%s", os.getpid(), self.home.root,

@@ -36,13 +36,15 @@ __all__ = ["Engine", "Requests", "recover"]
 
 class Engine:
     def __init__(self, home: Home, config: Config, pool: Pool, history: History,
-                 started: datetime | None = None):
+                 started: datetime | None = None, prepare_ahead: bool = True):
+        """`prepare_ahead`: fire slots up to firing.LOOKAHEAD early and prepare their runs (a
+        daemon that runs on); --once takes only what is due at its start."""
         self.home, self.pool, self.history = home, pool, history
         self.catalogue = Catalogue(home, config, history)
         self.launcher = Launcher(self.catalogue, history, pool)
         self.waves = Waves(self.catalogue, history, self.launcher.stop)
         self.firing = Firing(self.catalogue, history, self.waves, started)
-        self.firing.launcher = self.launcher
+        self.firing.launcher = self.launcher if prepare_ahead else None
         self.recorder = Recorder(self.catalogue, history, self.waves)
 
     # what the daemon's loop, requests, recovery and tests use
