@@ -114,7 +114,7 @@ class Store:
         # (each through the C encoder: indent= would force the pure-Python one).
         data = jobs.appended_text()
         if data is None:
-            data = HEAD + ",\n".join(_line(k, v) for k, v in sorted(jobs.records().items())).encode() + TAIL
+            data = [HEAD + ",\n".join(_line(k, v) for k, v in sorted(jobs.records().items())).encode() + TAIL]
         try:
             self._replace(data)
         except OSError as exc:
@@ -124,7 +124,7 @@ class Store:
         except OSError as exc:  # the new store is in place, but a power loss may undo it
             raise OperationalError(f"wrote {self.home.jobs} but cannot sync its directory: "
                                    f"{exc.strerror or exc}; the change may not survive a crash") from None
-        self._set_token(_token(data))
+        self._set_token(_token(*data))
 
     def _token(self) -> bytes:
         """The token of the last write (empty when unknown); read without the lock: it is only
@@ -154,13 +154,14 @@ class Store:
         finally:
             os.close(fd)
 
-    def _replace(self, data: bytes) -> None:
-        """Put `data` in place of jobs.json through an fsynced temp file (removed on failure)."""
+    def _replace(self, data: list[bytes | memoryview]) -> None:
+        """Put the chunks of `data` in place of jobs.json through an fsynced temp file (removed on failure)."""
         # mkstemp opens O_CREAT | O_EXCL | O_NOFOLLOW: never an existing file or a planted link
         fd, tmp = tempfile.mkstemp(prefix=".jobs.", suffix=".tmp", dir=self.home.root)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                for chunk in data:
+                    fh.write(chunk)
                 fh.flush()
                 os.fsync(fh.fileno())
                 os.fchmod(fh.fileno(), 0o600)
@@ -197,8 +198,11 @@ def _lock(home: Home) -> int:
         raise
 
 
-def _token(data: bytes) -> bytes:
-    return b"jobs.json %d %08x\n" % (len(data), zlib.crc32(data))
+def _token(*chunks: bytes | memoryview) -> bytes:
+    crc = size = 0
+    for chunk in chunks:
+        crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+    return b"jobs.json %d %08x\n" % (size, crc)
 
 
 def _line(job_id: str, record: dict[str, Any]) -> str:
@@ -244,6 +248,7 @@ class JobMap(MutableMapping):
         self._records = records  # with `lines`: only the records read or set so far
         self._lines = lines
         self._added: list[str] = []  # with `lines`: ids set that the lines do not hold
+        self._absent: set[str] = set()  # with `lines`: ids looked up and not found
         self._rewrite = False  # with `lines`: a stored record was replaced
         self._known = {} if known is None else known
         self._jobs: dict[str, Job] = {}
@@ -255,9 +260,13 @@ class JobMap(MutableMapping):
         try:
             return self._records[job_id]
         except KeyError:
-            if self._lines is None:
+            if self._lines is None or job_id in self._absent:
                 raise
-        record = self._records[job_id] = self._lines.get(job_id)
+        try:
+            record = self._records[job_id] = self._lines.get(job_id)
+        except KeyError:
+            self._absent.add(job_id)
+            raise
         return record
 
     def _all(self) -> dict[str, Any]:
@@ -268,17 +277,18 @@ class JobMap(MutableMapping):
             self._records, self._lines = records, None
         return self._records
 
-    def appended_text(self) -> bytes | None:
-        """The new store text when the only change to a canonical store is new jobs: its bytes
-        plus their lines. None when the whole store has to be encoded."""
+    def appended_text(self) -> list[bytes | memoryview] | None:
+        """The new store text, in chunks (no copy of the old bytes), when the only change to a
+        canonical store is new jobs: its bytes plus their lines. None when the whole store has
+        to be encoded."""
         if self._lines is None or self._rewrite:
             return None
         data = self._lines.data
         if not self._added:
-            return data
+            return [data]
         lines = ",\n".join(_line(job_id, self.raw(job_id)) for job_id in self._added).encode()
-        body = data[:-len(TAIL)]
-        return body + (b"" if len(body) == len(HEAD) else b",\n") + lines + TAIL
+        body = memoryview(data)[:-len(TAIL)]
+        return [body, b"" if len(body) == len(HEAD) else b",\n", lines, TAIL]
 
     def __getitem__(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
