@@ -254,8 +254,10 @@ def peer_python() -> str:
     if not stamp.exists():
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True,
-                       stdout=subprocess.DEVNULL)
+        pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if pip.returncode:  # its warnings (unreachable pip.conf locations) are shown only then
+            raise OSError(f"pip could not install {' '.join(PEER_PACKAGES)}: {pip.stderr.strip()[-500:]}")
         stamp.touch()
     return str(python)
 
