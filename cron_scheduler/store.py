@@ -35,6 +35,7 @@ VERSION = 1
 HEAD = b'{"version": %d, "jobs": {\n' % VERSION  # the canonical text: HEAD, lines joined by ",\n", TAIL
 TAIL = b"\n}}\n"
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # the C encoder; no newline survives unescaped
+_DECODER = json.JSONDecoder()
 LOCK_TIMEOUT = 30.0
 LOCK_POLL = 0.05
 
@@ -215,16 +216,37 @@ class _Lines:
 
     def __init__(self, data: bytes):
         self.data = data
+        self._by_id: dict[str, bytes] | None = None
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         """The record of `job_id`; KeyError if absent."""
+        return json.loads(self.raw(job_id))
+
+    def raw(self, job_id: str) -> bytes:
+        """The JSON text of the record of `job_id`; KeyError if absent."""
+        if self._by_id is not None:
+            return self._by_id[job_id]
         key = b"\n" + _encode(job_id).encode() + b": "
         start = self.data.find(key, len(HEAD) - 1)
         if start < 0:
             raise KeyError(job_id)
         start += len(key)
         end = self.data.find(b"\n", start)
-        return json.loads(self.data[start:end].rstrip(b","))
+        return self.data[start:end].rstrip(b",")
+
+    def split(self) -> dict[str, bytes]:
+        """Every record's JSON text by id, none decoded (a record is one line)."""
+        if self._by_id is None:
+            body = self.data[len(HEAD):-len(TAIL)]
+            self._by_id = {}
+            for line in body.split(b",\n") if body else ():
+                key, _, text = line.partition(b"\": ")
+                if b"\\" in key:  # an escape in the key, maybe of a quote: decode it properly
+                    job_id, end = _DECODER.raw_decode(line.decode())
+                    self._by_id[job_id] = line.decode()[end + 2:].encode()
+                else:
+                    self._by_id[key[1:].decode()] = text
+        return self._by_id
 
     def all(self) -> dict[str, Any]:
         return json.loads(self.data)["jobs"]
@@ -306,17 +328,25 @@ class JobMap(MutableMapping):
             return self._errors[job_id]
         if job_id in self._jobs:
             return None
-        record = self._record(job_id)
+        if self._lines is not None and job_id not in self._records:
+            # known by (length, 64-bit hash) of its JSON text, not the decoded record: 32 bytes
+            # instead of hundreds per job in a daemon's memory
+            text = self._lines.raw(job_id)
+            stored = (len(text), hash(text))
+        else:
+            stored = self._record(job_id)
+            text = None
         known = self._known.get(job_id)
-        if known is not None and known[0] == record:  # unchanged since the last load
+        if known is not None and known[0] == stored:  # unchanged since the last load
             self._jobs[job_id] = known[1]
             return None
         try:
+            record = stored if text is None else json.loads(text)
             if type(record) is dict and "id" in record and record["id"] != job_id:
                 raise CorruptStore(f"invalid job record {job_id!r}: its id {record['id']!r} differs from its key")
             job = self._jobs[job_id] = Job.from_dict(record)
             if record is not None:  # None: set in this map, re-encoded on write
-                self._known[job_id] = (record, job)
+                self._known[job_id] = (stored, job)
             return None
         except CorruptStore as exc:
             self._errors[job_id] = str(exc)
@@ -326,7 +356,11 @@ class JobMap(MutableMapping):
         """(the valid jobs by id, the quarantined ones: id -> why). A job is quarantined when
         its record fails `validate`, or when its dependencies do (unknown upstream, itself,
         a cycle, an upstream that is quarantined): it would otherwise wait forever."""
-        records = self._all()
+        if self._lines is not None:  # a canonical store: unchanged lines are not even decoded
+            records: Any = dict.fromkeys(self._lines.split())
+            records.update(dict.fromkeys(self._records))
+        else:
+            records = self._all()
         errors = {job_id: error for job_id in records if (error := self.error(job_id)) is not None}
         for job_id in [k for k in self._known if k not in records or k in errors]:
             del self._known[job_id]

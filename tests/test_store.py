@@ -435,3 +435,22 @@ def test_adding_to_an_empty_canonical_store_and_replacing_a_job_rewrite_it_valid
     service.add(make_job("a", retries=3), replace=True)
     data = json.loads((home / "jobs.json").read_text())
     assert list(data["jobs"]) == ["a", "b"] and data["jobs"]["a"]["retries"] == 3
+
+
+def test_a_reload_of_a_canonical_store_decodes_only_the_changed_lines(store, home, monkeypatch):
+    with store.transaction() as jobs:
+        for i in range(30):
+            jobs[f"j{i:02d}"] = make_job(f"j{i:02d}")
+    assert len(store.load().valid()[0]) == 30
+    decoded = []
+    real = Job.from_dict.__func__
+    monkeypatch.setattr(Job, "from_dict", classmethod(lambda cls, data: decoded.append(data["id"]) or real(cls, data)))
+    monkeypatch.setattr(store_module.json, "loads", lambda text, _real=json.loads: decoded.append("json") or _real(text))
+    assert len(store.load().valid()[0]) == 30 and decoded == []  # nothing decoded, nothing validated
+    with store.transaction() as jobs:
+        jobs["j05"] = jobs["j05"].replace(retries=4)
+        jobs["new"] = make_job("new")
+    decoded.clear()
+    valid, errors = store.load().valid()
+    assert sorted(d for d in decoded if d != "json") == ["j05", "new"] and decoded.count("json") == 2
+    assert valid["j05"].retries == 4 and len(valid) == 31 and errors == {}
