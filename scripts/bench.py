@@ -437,15 +437,19 @@ def write_results(results: dict, rows: list, about: str, command: str) -> None:
     text = (f"# Benchmark results\n\nMachine: {about}.\nOther work may share the machine: compare the "
             f"ratios within one run, and repeat.\n\n`{command}` ({datetime.now(timezone.utc):%Y-%m-%d}):\n\n"
             f"{table(rows)}\n\nAll figures of that run:\n\n```" + "\n".join(details) + "\n```\n")
-    (ROOT / "benchmarks").mkdir(exist_ok=True)
-    (ROOT / "benchmarks" / "RESULTS.md").write_text(text)
+    results_md = ROOT / "benchmarks" / "RESULTS.md"
+    results_md.parent.mkdir(exist_ok=True)
+    old = results_md.read_text() if results_md.exists() else ""
+    notes = old.find("\n## Notes")  # written by hand (before/after, profiles of misses): kept
+    results_md.write_text(text + (old[notes:] if notes >= 0 else ""))
     readme = ROOT / "README.md"
     body = readme.read_text()
     section = re.search(r"(?ms)^## Performance\n.*?(?=^## )", body)
     if section:
-        new = ("## Performance\n\n`python scripts/bench.py [cli idle lag burst] [--quick] [--write]` measures each "
-               "target of issue 14 against baselines and peer schedulers (`schedule`, APScheduler 3.11, in a "
-               f"bench-only venv) measured in the same run. Latest run ({about}; details in "
+        new = ("## Performance\n\n`python scripts/bench.py [cli idle lag burst] [--quick] [--write]` measures "
+               "each target\nagainst baselines and peer schedulers (`schedule`, APScheduler 3.11, from a bench-only "
+               "venv)\nmeasured in the same run. Latest run, on "
+               f"{about}\n(all figures, before/after and the profiles of the misses: "
                f"[benchmarks/RESULTS.md](benchmarks/RESULTS.md)):\n\n{table(rows)}\n\n")
         readme.write_text(body[:section.start()] + new + body[section.end():])
 
