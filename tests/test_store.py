@@ -454,3 +454,19 @@ def test_a_reload_of_a_canonical_store_decodes_only_the_changed_lines(store, hom
     valid, errors = store.load().valid()
     assert sorted(d for d in decoded if d != "json") == ["j05", "new"] and decoded.count("json") == 2
     assert valid["j05"].retries == 4 and len(valid) == 31 and errors == {}
+
+
+def test_a_hand_written_key_with_quotes_and_newlines_survives_the_line_format(store, home):
+    key = 'odd": {"x\n'
+    home.mkdir(mode=0o700)
+    (home / "jobs.json").write_text(json.dumps({"version": 1, "jobs": {key: {"id": "other"}, "a": make_job("a").to_dict()}}))
+    with store.transaction() as jobs:  # rewritten in the line format, the odd record as it was
+        jobs["b"] = make_job("b")
+    loaded = store.load()
+    assert loaded._lines is not None  # read line by line
+    valid, errors = loaded.valid()
+    assert sorted(valid) == ["a", "b"] and list(errors) == [key]
+    from cron_scheduler.jobs import JobService
+    JobService(Home(home)).add(make_job("c"))
+    data = json.loads((home / "jobs.json").read_text())["jobs"]
+    assert data[key] == {"id": "other"} and sorted(data) == sorted([key, "a", "b", "c"])
