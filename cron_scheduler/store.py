@@ -36,7 +36,6 @@ HEAD = b'{"version": %d, "jobs": {\n' % VERSION  # the canonical text: HEAD, lin
 TAIL = b"\n}}\n"
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # the C encoder; no newline survives unescaped
 _DECODER = json.JSONDecoder()
-_UNREAD = object()  # a record of the lines not decoded yet
 LOCK_TIMEOUT = 30.0
 LOCK_POLL = 0.05
 
@@ -329,22 +328,20 @@ class JobMap(MutableMapping):
             return self._errors[job_id]
         if job_id in self._jobs:
             return None
-        record = self._records.get(job_id, _UNREAD)
-        if self._lines is not None and record is not None:  # stored, not set in this map
+        if self._lines is not None and job_id not in self._records:
             # known by (length, 64-bit hash) of its JSON text, not the decoded record: 32 bytes
             # instead of hundreds per job in a daemon's memory
             text = self._lines.raw(job_id)
-            stored: Any = (len(text), hash(text))
+            stored = (len(text), hash(text))
         else:
-            stored = record = self._record(job_id)
+            stored = self._record(job_id)
             text = None
         known = self._known.get(job_id)
         if known is not None and known[0] == stored:  # unchanged since the last load
             self._jobs[job_id] = known[1]
             return None
         try:
-            if record is _UNREAD:
-                record = json.loads(text)
+            record = stored if text is None else json.loads(text)
             if type(record) is dict and "id" in record and record["id"] != job_id:
                 raise CorruptStore(f"invalid job record {job_id!r}: its id {record['id']!r} differs from its key")
             job = self._jobs[job_id] = Job.from_dict(record)
@@ -362,9 +359,6 @@ class JobMap(MutableMapping):
         if self._lines is not None:  # a canonical store: unchanged lines are not even decoded
             records: Any = dict.fromkeys(self._lines.split())
             records.update(dict.fromkeys(self._records))
-            if not self._known:  # nothing to compare with: one decode of the whole text is
-                for job_id, record in self._lines.all().items():  # 3x faster than one per line
-                    self._records.setdefault(job_id, record)
         else:
             records = self._all()
         errors = {job_id: error for job_id in records if (error := self.error(job_id)) is not None}
