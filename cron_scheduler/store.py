@@ -329,10 +329,10 @@ class JobMap(MutableMapping):
         if job_id in self._jobs:
             return None
         if self._lines is not None and job_id not in self._records:
-            # known by (length, 64-bit hash) of its JSON text, not the decoded record: 32 bytes
+            # known by the 64-bit hash of its JSON text, not the decoded record: 32 bytes
             # instead of hundreds per job in a daemon's memory
             text = self._lines.raw(job_id)
-            stored = (len(text), hash(text))
+            stored = hash(text)
         else:
             stored = self._record(job_id)
             text = None
