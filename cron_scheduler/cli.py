@@ -130,9 +130,9 @@ def _print_job_added(service, job, as_json: bool, opts: dict | None = None) -> N
     if as_json:
         emit_json(job_view(job, nxt[0] if nxt else None))
     else:
-        from cron_scheduler.humanize import when
-        from cron_scheduler.views import text_zone
-        shown = when(nxt[0], text_zone(service.home), utcnow()) if nxt else "-"
+        from cron_scheduler.home import load_config
+        from cron_scheduler.humanize import viewer_zone, when  # as views.text_zone, without its imports
+        shown = when(nxt[0], viewer_zone(load_config(service.home).timezone), utcnow()) if nxt else "-"
         click.echo(f"{job.id}: saved ({job.schedule}); next run {shown}")
 
 

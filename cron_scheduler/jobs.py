@@ -1,7 +1,8 @@
 """Job management service: what the CLI's add/update/remove/pause/resume/list/show do.
 
-Every write validates the whole new job set (ids, schedules, dependencies) inside one store
-transaction, so bad input raises before anything is written.
+Every write validates what it changes (the job, its upstreams, the dependency graph reachable
+from it) inside one store transaction, so bad input raises before anything is written; the
+records it does not touch are neither decoded nor validated again.
 """
 
 from __future__ import annotations

@@ -4,6 +4,13 @@ Writes happen under a file lock, to a temp file that is fsynced and then renamed
 store, and the directory is fsynced: a reader sees the old store or the new one, never half
 of one, even when a writer is killed mid-write. A store that does not parse is reported and
 never overwritten.
+
+The store is written one job record per line. Each write leaves a token (CRC-32 and size of
+what it wrote) in jobs.json.lock; a store whose bytes match it is known to be that canonical
+text, so a command that touches a few jobs reads only their lines, and adding new jobs
+writes the old bytes plus the new lines (still one fsynced temp file renamed over the store)
+instead of decoding and re-encoding every record. Any other store (hand-edited, older
+format) is parsed whole as before.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import json
 import os
 import tempfile
 import time
+import zlib
 from collections.abc import MutableMapping
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -24,6 +32,10 @@ from cron_scheduler.models import Job
 from cron_scheduler.validate import graph_errors
 
 VERSION = 1
+HEAD = b'{"version": %d, "jobs": {\n' % VERSION  # the canonical text: HEAD, lines joined by ",\n", TAIL
+TAIL = b"\n}}\n"
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # the C encoder; no newline survives unescaped
+_DECODER = json.JSONDecoder()
 LOCK_TIMEOUT = 30.0
 LOCK_POLL = 0.05
 
@@ -65,6 +77,8 @@ class Store:
             return JobMap({}, path)
         except OSError as exc:
             raise CorruptStore(f"cannot read {path}: {exc.strerror}") from None
+        if raw.startswith(HEAD) and raw.endswith(TAIL) and self._token() == _token(raw):
+            return JobMap({}, path, self._known, lines=_Lines(raw))  # decoded line by line, on demand
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
@@ -96,10 +110,12 @@ class Store:
             stale.unlink(missing_ok=True)
 
     def _write(self, jobs: "JobMap") -> None:
-        # One dump through the C encoder (indent= would force the pure-Python one, ten times
-        # slower on a large store); records nobody touched are written back as they were read.
-        payload = {"version": VERSION, "jobs": dict(sorted(jobs.records().items()))}
-        data = json.dumps(payload, ensure_ascii=False).encode() + b"\n"
+        # Records nobody touched are written back as they were read: only new jobs added to a
+        # canonical store -> its bytes plus their lines; else every record, sorted, one a line
+        # (each through the C encoder: indent= would force the pure-Python one).
+        data = jobs.appended_text()
+        if data is None:
+            data = [HEAD + ",\n".join(_line(k, v) for k, v in sorted(jobs.records().items())).encode() + TAIL]
         try:
             self._replace(data)
         except OSError as exc:
@@ -109,14 +125,44 @@ class Store:
         except OSError as exc:  # the new store is in place, but a power loss may undo it
             raise OperationalError(f"wrote {self.home.jobs} but cannot sync its directory: "
                                    f"{exc.strerror or exc}; the change may not survive a crash") from None
+        self._set_token(_token(*data))
 
-    def _replace(self, data: bytes) -> None:
-        """Put `data` in place of jobs.json through an fsynced temp file (removed on failure)."""
+    def _token(self) -> bytes:
+        """The token of the last write (empty when unknown); read without the lock: it is only
+        believed when it matches the bytes read."""
+        try:
+            fd = safefs.open_file(self.home.root, self.home.jobs_lock.name, os.O_RDONLY)
+        except OSError:
+            return b""
+        try:
+            return os.pread(fd, 64, 0)
+        except OSError:
+            return b""
+        finally:
+            os.close(fd)
+
+    def _set_token(self, token: bytes) -> None:
+        """Best effort (called under the lock): without it, the next command parses the whole store."""
+        try:
+            fd = safefs.open_file(self.home.root, self.home.jobs_lock.name, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, token, 0)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def _replace(self, data: list[bytes | memoryview]) -> None:
+        """Put the chunks of `data` in place of jobs.json through an fsynced temp file (removed on failure)."""
         # mkstemp opens O_CREAT | O_EXCL | O_NOFOLLOW: never an existing file or a planted link
         fd, tmp = tempfile.mkstemp(prefix=".jobs.", suffix=".tmp", dir=self.home.root)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                for chunk in data:
+                    fh.write(chunk)
                 fh.flush()
                 os.fsync(fh.fileno())
                 os.fchmod(fh.fileno(), 0o600)
@@ -153,6 +199,59 @@ def _lock(home: Home) -> int:
         raise
 
 
+def _token(*chunks: bytes | memoryview) -> bytes:
+    crc = size = 0
+    for chunk in chunks:
+        crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+    return b"jobs.json %d %08x\n" % (size, crc)
+
+
+def _line(job_id: str, record: dict[str, Any]) -> str:
+    return f"{_encode(job_id)}: {_encode(record)}"
+
+
+class _Lines:
+    """The bytes of a canonical store: one record found by its key at a line start (a raw
+    newline never occurs inside the JSON text of a line), or all of them decoded."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self._by_id: dict[str, bytes] | None = None
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The record of `job_id`; KeyError if absent."""
+        return json.loads(self.raw(job_id))
+
+    def raw(self, job_id: str) -> bytes:
+        """The JSON text of the record of `job_id`; KeyError if absent."""
+        if self._by_id is not None:
+            return self._by_id[job_id]
+        key = b"\n" + _encode(job_id).encode() + b": "
+        start = self.data.find(key, len(HEAD) - 1)
+        if start < 0:
+            raise KeyError(job_id)
+        start += len(key)
+        end = self.data.find(b"\n", start)
+        return self.data[start:end].rstrip(b",")
+
+    def split(self) -> dict[str, bytes]:
+        """Every record's JSON text by id, none decoded (a record is one line)."""
+        if self._by_id is None:
+            body = self.data[len(HEAD):-len(TAIL)]
+            self._by_id = {}
+            for line in body.split(b",\n") if body else ():
+                key, _, text = line.partition(b"\": ")
+                if b"\\" in key:  # an escape in the key, maybe of a quote: decode it properly
+                    job_id, end = _DECODER.raw_decode(line.decode())
+                    self._by_id[job_id] = line.decode()[end + 2:].encode()
+                else:
+                    self._by_id[key[1:].decode()] = text
+        return self._by_id
+
+    def all(self) -> dict[str, Any]:
+        return json.loads(self.data)["jobs"]
+
+
 def _fsync_directory(path: os.PathLike) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -163,15 +262,55 @@ def _fsync_directory(path: os.PathLike) -> None:
 
 class JobMap(MutableMapping):
     """Jobs by id, decoded from their JSON records on first access: a command that touches
-    one job of ten thousand does not build the other ones."""
+    one job of ten thousand does not build the other ones. Over a canonical store (`lines`),
+    even the records are read one line at a time until something needs them all."""
 
     def __init__(self, records: dict[str, dict[str, Any]], path: os.PathLike,
-                 known: dict[str, tuple[Any, Job]] | None = None):
-        self._records = records
+                 known: dict[str, tuple[Any, Job]] | None = None, lines: _Lines | None = None):
+        self._records = records  # with `lines`: only the records read or set so far
+        self._lines = lines
+        self._added: list[str] = []  # with `lines`: ids set that the lines do not hold
+        self._absent: set[str] = set()  # with `lines`: ids looked up and not found
+        self._rewrite = False  # with `lines`: a stored record was replaced
         self._known = {} if known is None else known
         self._jobs: dict[str, Job] = {}
         self._errors: dict[str, str] = {}
         self._path = path
+
+    def _record(self, job_id: str) -> dict[str, Any] | None:
+        """The stored record (None: set in this map); KeyError if absent."""
+        try:
+            return self._records[job_id]
+        except KeyError:
+            if self._lines is None or job_id in self._absent:
+                raise
+        try:
+            record = self._records[job_id] = self._lines.get(job_id)
+        except KeyError:
+            self._absent.add(job_id)
+            raise
+        return record
+
+    def _all(self) -> dict[str, Any]:
+        """Every record: the lines are decoded whole the first time something needs them all."""
+        if self._lines is not None:
+            records = self._lines.all()
+            records.update(self._records)
+            self._records, self._lines = records, None
+        return self._records
+
+    def appended_text(self) -> list[bytes | memoryview] | None:
+        """The new store text, in chunks (no copy of the old bytes), when the only change to a
+        canonical store is new jobs: its bytes plus their lines. None when the whole store has
+        to be encoded."""
+        if self._lines is None or self._rewrite:
+            return None
+        data = self._lines.data
+        if not self._added:
+            return [data]
+        lines = ",\n".join(_line(job_id, self.raw(job_id)) for job_id in self._added).encode()
+        body = memoryview(data)[:-len(TAIL)]
+        return [body, b"" if len(body) == len(HEAD) else b",\n", lines, TAIL]
 
     def __getitem__(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
@@ -189,17 +328,25 @@ class JobMap(MutableMapping):
             return self._errors[job_id]
         if job_id in self._jobs:
             return None
-        record = self._records[job_id]
+        if self._lines is not None and job_id not in self._records:
+            # known by the 64-bit hash of its JSON text, not the decoded record: 32 bytes
+            # instead of hundreds per job in a daemon's memory
+            text = self._lines.raw(job_id)
+            stored = hash(text)
+        else:
+            stored = self._record(job_id)
+            text = None
         known = self._known.get(job_id)
-        if known is not None and known[0] == record:  # unchanged since the last load
+        if known is not None and known[0] == stored:  # unchanged since the last load
             self._jobs[job_id] = known[1]
             return None
         try:
+            record = stored if text is None else json.loads(text)
             if type(record) is dict and "id" in record and record["id"] != job_id:
                 raise CorruptStore(f"invalid job record {job_id!r}: its id {record['id']!r} differs from its key")
             job = self._jobs[job_id] = Job.from_dict(record)
             if record is not None:  # None: set in this map, re-encoded on write
-                self._known[job_id] = (record, job)
+                self._known[job_id] = (stored, job)
             return None
         except CorruptStore as exc:
             self._errors[job_id] = str(exc)
@@ -209,10 +356,15 @@ class JobMap(MutableMapping):
         """(the valid jobs by id, the quarantined ones: id -> why). A job is quarantined when
         its record fails `validate`, or when its dependencies do (unknown upstream, itself,
         a cycle, an upstream that is quarantined): it would otherwise wait forever."""
-        errors = {job_id: error for job_id in self._records if (error := self.error(job_id)) is not None}
-        for job_id in [k for k in self._known if k not in self._records or k in errors]:
+        if self._lines is not None:  # a canonical store: unchanged lines are not even decoded
+            records: Any = dict.fromkeys(self._lines.split())
+            records.update(dict.fromkeys(self._records))
+        else:
+            records = self._all()
+        errors = {job_id: error for job_id in records if (error := self.error(job_id)) is not None}
+        for job_id in [k for k in self._known if k not in records or k in errors]:
             del self._known[job_id]
-        jobs = {job_id: self._jobs[job_id] for job_id in self._records if job_id not in errors}
+        jobs = {job_id: self._jobs[job_id] for job_id in records if job_id not in errors}
         graph = graph_errors({job_id: job.depends_on for job_id, job in jobs.items()}, refused=errors)
         for job_id in list(jobs):
             if job_id in graph and job_id not in errors:
@@ -221,32 +373,41 @@ class JobMap(MutableMapping):
         return jobs, errors
 
     def __setitem__(self, job_id: str, job: Job) -> None:
+        if self._lines is not None and job_id not in self._added:
+            if job_id in self:
+                self._rewrite = True
+            else:
+                self._added.append(job_id)
         self._jobs[job_id] = job
         self._errors.pop(job_id, None)
         self._records[job_id] = None  # re-encoded on write
 
     def __delitem__(self, job_id: str) -> None:
-        del self._records[job_id]
+        del self._all()[job_id]
         self._jobs.pop(job_id, None)
         self._errors.pop(job_id, None)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._records)
+        return iter(self._all())
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._all())
 
     def __contains__(self, job_id: object) -> bool:
-        return job_id in self._records
+        try:
+            self._record(job_id)  # type: ignore[arg-type]
+        except (KeyError, TypeError):
+            return False
+        return True
 
     def raw(self, job_id: str) -> dict[str, Any]:
         """The stored record, without building a Job (for whole-store checks)."""
-        record = self._records[job_id]
+        record = self._record(job_id)
         return record if record is not None else self._jobs[job_id].to_record()
 
     def depends_on(self, job_id: str) -> list[str]:
         """Upstream ids as stored, without building a Job (a malformed list counts as none)."""
-        record = self._records[job_id]
+        record = self._record(job_id)
         if record is None:
             return list(self._jobs[job_id].depends_on)
         deps = record.get("depends_on") if type(record) is dict else None
@@ -254,7 +415,7 @@ class JobMap(MutableMapping):
 
     def decode_all(self) -> dict[str, Job]:
         """Every job; CorruptStore for the first invalid one."""
-        return {job_id: self[job_id] for job_id in self._records}
+        return {job_id: self[job_id] for job_id in self._all()}
 
     def records(self) -> dict[str, dict[str, Any]]:
-        return {job_id: self.raw(job_id) for job_id in self._records}
+        return {job_id: self.raw(job_id) for job_id in self._all()}

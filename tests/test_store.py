@@ -372,3 +372,101 @@ def test_writer_sigkilled_at_random_moments_never_corrupts_the_store(store, home
         priorities.add(jobs["job00000"].priority)
         assert_lock_free(store, monkeypatch)
     assert len(priorities) > 1  # the killed writers did write, between kills
+
+
+# --- canonical store: one record a line, read and appended without decoding the rest ---------
+
+def test_the_store_is_one_record_a_line_and_the_lock_file_holds_the_token_of_the_write(store, home):
+    with store.transaction() as jobs:
+        jobs["b"] = make_job("b")
+        jobs["a"] = make_job("a", description="two\nlines")  # a newline stays escaped
+    lines = (home / "jobs.json").read_bytes().split(b"\n")
+    assert lines[0] == b'{"version": 1, "jobs": {' and lines[-2:] == [b"}}", b""]
+    assert [line.split(b":")[0] for line in lines[1:-2]] == [b'"a"', b'"b"']
+    assert json.loads((home / "jobs.json").read_text())["jobs"]["a"]["description"] == "two\nlines"
+    assert (home / "jobs.json.lock").read_bytes().startswith(b"jobs.json ")
+
+
+def test_adding_to_a_store_it_wrote_decodes_only_the_touched_lines(store, home, monkeypatch):
+    with store.transaction() as jobs:
+        for i in range(50):
+            jobs[f"j{i:02d}"] = make_job(f"j{i:02d}")
+    before = (home / "jobs.json").read_bytes()
+
+    def whole_store(*_):
+        raise AssertionError("the whole store was decoded")
+    monkeypatch.setattr(store_module._Lines, "all", whole_store)
+    from cron_scheduler.jobs import JobService
+    JobService(Home(home)).add(make_job("new", depends_on=("j07",)))
+    after = (home / "jobs.json").read_bytes()
+    assert after.startswith(before[:-len(store_module.TAIL)])  # the old bytes, then the new line
+    monkeypatch.undo()
+    loaded = store.load()
+    assert len(loaded) == 51 and loaded["new"] == make_job("new", depends_on=("j07",))
+    assert loaded["j07"] == make_job("j07")
+
+
+def test_a_hand_edit_that_keeps_the_frame_is_parsed_whole_and_a_broken_one_never_appended_to(store, home):
+    with store.transaction() as jobs:
+        jobs["a"] = make_job("a")
+        jobs["b"] = make_job("b")
+    path = home / "jobs.json"
+    text = path.read_text()
+    path.write_text(text.replace('"b": {', '"b": {,', 1))  # head and tail as written, JSON broken
+    broken = path.read_bytes()
+    from cron_scheduler.jobs import JobService
+    with pytest.raises(CorruptStore):
+        JobService(Home(home)).add(make_job("c"))
+    assert path.read_bytes() == broken
+    # a valid hand edit (same frame, another record) is read whole: the edit is seen
+    path.write_text(text.replace('"schedule": "*/5 * * * *"', '"schedule": "@daily"'))
+    assert store.load()["b"].schedule == "@daily"
+    JobService(Home(home)).add(make_job("c"))
+    assert sorted(store.load()) == ["a", "b", "c"] and store.load()["a"].schedule == "@daily"
+
+
+def test_adding_to_an_empty_canonical_store_and_replacing_a_job_rewrite_it_valid(store, home):
+    with store.transaction():
+        pass
+    from cron_scheduler.jobs import JobService
+    service = JobService(Home(home))
+    service.add(make_job("a"))
+    service.add(make_job("b"))
+    service.add(make_job("a", retries=3), replace=True)
+    data = json.loads((home / "jobs.json").read_text())
+    assert list(data["jobs"]) == ["a", "b"] and data["jobs"]["a"]["retries"] == 3
+
+
+def test_a_reload_of_a_canonical_store_decodes_only_the_changed_lines(store, home, monkeypatch):
+    with store.transaction() as jobs:
+        for i in range(30):
+            jobs[f"j{i:02d}"] = make_job(f"j{i:02d}")
+    assert len(store.load().valid()[0]) == 30
+    decoded = []
+    real = Job.from_dict.__func__
+    monkeypatch.setattr(Job, "from_dict", classmethod(lambda cls, data: decoded.append(data["id"]) or real(cls, data)))
+    monkeypatch.setattr(store_module.json, "loads", lambda text, _real=json.loads: decoded.append("json") or _real(text))
+    assert len(store.load().valid()[0]) == 30 and decoded == []  # nothing decoded, nothing validated
+    with store.transaction() as jobs:
+        jobs["j05"] = jobs["j05"].replace(retries=4)
+        jobs["new"] = make_job("new")
+    decoded.clear()
+    valid, errors = store.load().valid()
+    assert sorted(d for d in decoded if d != "json") == ["j05", "new"] and decoded.count("json") == 2
+    assert valid["j05"].retries == 4 and len(valid) == 31 and errors == {}
+
+
+def test_a_hand_written_key_with_quotes_and_newlines_survives_the_line_format(store, home):
+    key = 'odd": {"x\n'
+    home.mkdir(mode=0o700)
+    (home / "jobs.json").write_text(json.dumps({"version": 1, "jobs": {key: {"id": "other"}, "a": make_job("a").to_dict()}}))
+    with store.transaction() as jobs:  # rewritten in the line format, the odd record as it was
+        jobs["b"] = make_job("b")
+    loaded = store.load()
+    assert loaded._lines is not None  # read line by line
+    valid, errors = loaded.valid()
+    assert sorted(valid) == ["a", "b"] and list(errors) == [key]
+    from cron_scheduler.jobs import JobService
+    JobService(Home(home)).add(make_job("c"))
+    data = json.loads((home / "jobs.json").read_text())["jobs"]
+    assert data[key] == {"id": "other"} and sorted(data) == sorted([key, "a", "b", "c"])
