@@ -204,7 +204,7 @@ class Daemon:
                 finished = []
                 if not self._step(engine, requests, now):
                     return 0
-                timeout = self._timeout(engine, now)
+                timeout = self._timeout(engine, now, utcnow())
                 if write_error:
                     log.info("state.db accepts writes again")
                     write_error = None
@@ -268,13 +268,15 @@ class Daemon:
     def _due(self, engine, now) -> bool:
         return any(when <= now for when in self._wake_times(engine))
 
-    def _timeout(self, engine, now) -> float:
-        """Until the next wake time still to come; what is due already was handled by the pass
-        just done, and waits for an event if it could not start (never a zero timeout)."""
+    def _timeout(self, engine, now, current) -> float:
+        """Until the next wake time after `now` (the pass's start), counted from `current` (its
+        end: a long pass, e.g. preparing a hundred runs, must not delay the next slot by its own
+        length). What was due by `now` was handled by the pass, and waits for an event if it
+        could not start: only a time that came during the pass gives a zero timeout, once."""
         timeout = STORE_POLL
         for when in self._wake_times(engine):
             if when > now:
-                timeout = min(timeout, (when - now).total_seconds())
+                timeout = min(timeout, max(0.0, (when - current).total_seconds()))
         return timeout
 
     def _shutdown(self, engine, pool, finished: list) -> int:

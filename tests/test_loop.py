@@ -7,6 +7,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from cron_scheduler.loop import Loop
 
 
@@ -60,3 +62,25 @@ def test_run_with_nothing_to_wait_for_returns_at_once():
     start = time.monotonic()
     Loop().run(None)
     assert time.monotonic() - start < 1
+
+
+def test_the_daemons_sleep_is_counted_from_the_end_of_its_pass():
+    """A pass that took 200 ms (preparing a hundred runs) must not push the next wake back by
+    200 ms: the timeout runs to the wake time from the pass's end; a wake time that came during
+    the pass gives one zero timeout; what was due at its start waits for an event."""
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+    from cron_scheduler.home import Config, Home
+    from cron_scheduler.scheduler import STORE_POLL, Daemon
+
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    daemon = Daemon(Home.at("/nonexistent"), Config())
+
+    def timeout(wake_in: float, pass_took: float) -> float:
+        engine = SimpleNamespace(next_wake=lambda: start + timedelta(seconds=wake_in))
+        return daemon._timeout(engine, start, start + timedelta(seconds=pass_took))
+
+    assert timeout(0.25, 0.2) == pytest.approx(0.05)   # not 0.25
+    assert timeout(0.25, 0.3) == 0.0                   # came during the pass: at once
+    assert timeout(0.0, 0.3) == STORE_POLL             # due at its start: handled, no spin
+    assert timeout(5.0, 0.0) == STORE_POLL
