@@ -45,13 +45,14 @@ def viewer_zone(default: str | None = None) -> tzinfo:
 
 
 def stamp(dt: datetime | None, zone: tzinfo) -> str:
-    """`2026-01-05 14:00:00 CET`; fractions of a second only when there are some."""
+    """`2026-01-05 14:00:00 CET`; fractions of a second (to the millisecond: what people read)
+    only when there are some, e.g. `@every 1.5s` slots or the instant of a manual run."""
     if dt is None:
         return "-"
     local = dt.astimezone(zone)
     text = local.strftime("%Y-%m-%d %H:%M:%S")
-    if local.microsecond:
-        text += f".{local.microsecond:06d}".rstrip("0")
+    if local.microsecond >= 1000:
+        text += f".{local.microsecond // 1000:03d}".rstrip("0")
     return f"{text} {local.tzname() or local.strftime('%z')}"
 
 

@@ -156,3 +156,13 @@ def test_statuses_are_coloured_on_a_terminal_only_and_not_with_no_color(home):
     assert len({line.index("schedule") for line in rows[1:]}) == 1
     assert "\x1b[" not in on_a_terminal(home, "history", env={"NO_COLOR": "1"})
     assert "\x1b[" not in run_cli(home, "history")  # not a terminal
+
+
+def test_times_for_people_show_fractions_to_the_millisecond_only_when_there_are_some():
+    from datetime import datetime, timezone
+    from cron_scheduler.humanize import stamp
+    at = datetime(2026, 3, 1, 12, 0, 5, tzinfo=timezone.utc)
+    assert stamp(at, timezone.utc) == "2026-03-01 12:00:05 UTC"
+    assert stamp(at.replace(microsecond=573913), timezone.utc) == "2026-03-01 12:00:05.573 UTC"  # a manual run
+    assert stamp(at.replace(microsecond=500000), timezone.utc) == "2026-03-01 12:00:05.5 UTC"   # @every 1.5s
+    assert stamp(at.replace(microsecond=999), timezone.utc) == "2026-03-01 12:00:05 UTC"
