@@ -117,13 +117,6 @@ class RunCgroups:
         finally:
             os.close(fd)
 
-    def populated(self, marker: str) -> bool:
-        try:
-            with open(self.path(marker) / "cgroup.events") as f:
-                return "populated 1" in f.read()
-        except OSError:
-            return False
-
     def remove(self, marker: str) -> bool:
         """Remove the run's cgroup (sub-cgroups first); True if it is gone, False while some
         process still lives in it."""

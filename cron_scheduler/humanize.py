@@ -9,7 +9,6 @@ here: it keeps ISO 8601 UTC.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 from datetime import datetime, tzinfo
@@ -24,7 +23,6 @@ STATUS_COLOURS = {
     "skipped": "33", "missed": "33", "paused": "33",                   # yellow
     "completed": "2",                                                  # dim
 }
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # --- time ----------------------------------------------------------------------------------
@@ -138,10 +136,6 @@ def width(stream: TextIO | None = None) -> int | None:
 def paint(text: str, status: str, colour: bool) -> str:
     code = STATUS_COLOURS.get(status)
     return f"\x1b[{code}m{text}\x1b[0m" if colour and code else text
-
-
-def visible_len(text: str) -> int:
-    return len(_ANSI.sub("", text))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, flex: int = -1,

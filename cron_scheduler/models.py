@@ -54,7 +54,6 @@ class RunStatus(StrEnum):
 
 
 ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING})
-FAILURES = frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.KILLED, RunStatus.BLOCKED})
 RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.INTERRUPTED})
 
 # The run lifecycle: the statuses a run may be created in (None -> ...) and the legal moves

@@ -108,11 +108,6 @@ def next_times(home: Home, target: str, count: int, tz: str | None, start: str |
     return [t.astimezone(zone) for t in schedule.next_fires(sched, after, count, zone, anchor=after)]
 
 
-def next_view(home: Home, target: str, count: int, tz: str | None, start: str | None) -> list[str]:
-    """`next --json`: the fire times as ISO instants with the offset of the zone shown."""
-    return [t.isoformat() for t in next_times(home, target, count, tz, start)]
-
-
 def instant_option(start: str | None, option: str, zone: tzinfo | None = None) -> datetime:
     """An ISO date-time option as a UTC instant; without an offset it is read in `zone` (default:
     the machine's). Now if empty."""

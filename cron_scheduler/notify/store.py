@@ -117,9 +117,6 @@ class AlertStore:
     def retry_now(self, now: datetime) -> None:
         self.conn.execute("UPDATE alerts SET next_attempt = ? WHERE status = 'pending'", (to_iso(now),))
 
-    def pending_count(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM alerts WHERE status = 'pending'").fetchone()[0]
-
     def finish(self, alert_id: int, status: str, attempts: int, now: datetime, error: str | None = None,
                next_attempt: datetime | None = None) -> None:
         self.conn.execute("UPDATE alerts SET status = ?, attempts = ?, error = ?, next_attempt = ?, sent_at = ? "
