@@ -80,18 +80,22 @@ def test_dashboard_in_chromium_lists_jobs_shows_a_log_and_runs_a_job_live(e2e, d
         wait_until("the token kept", lambda: driver.find_element(By.ID, "token-state").text == "token set")
         wait_until("the live stream connected",
                    lambda: "on" in driver.find_element(By.ID, "live").get_attribute("class"))
-        before = {r.get_attribute("data-run") for r in driver.find_elements(By.CSS_SELECTOR, "#history tr.run")}
+        before = set(driver.execute_script(
+            "return [...document.querySelectorAll('#history tr.run')].map(r => r.getAttribute('data-run'))"))
         driver.execute_script("window.__sameDocument = 'yes'")
         driver.find_element(By.CSS_SELECTOR, 'button.act[data-action="/api/jobs/backup/run"]').click()
 
         def new_row():
-            rows = driver.find_elements(By.CSS_SELECTOR, "#history tr.run")
-            fresh = [r for r in rows if r.get_attribute("data-run") not in before]
-            return fresh and fresh[0].get_attribute("data-status") == "succeeded" and fresh[0]
+            # read the rows in one script: the live history is re-rendered under our feet, so an
+            # element found in one call may be gone (stale) in the next
+            rows = driver.execute_script(
+                "return [...document.querySelectorAll('#history tr.run')]"
+                ".map(r => [r.getAttribute('data-run'), r.getAttribute('data-status')])")
+            fresh = [(run, status) for run, status in rows if run not in before]
+            return fresh and fresh[0][1] == "succeeded" and fresh[0][0]
 
-        row = wait_until("the new run in the history, succeeded, without a reload", new_row, 60, 0.2)
+        new_id = int(wait_until("the new run in the history, succeeded, without a reload", new_row, 60, 0.2))
         assert driver.execute_script("return window.__sameDocument") == "yes"
-        new_id = int(row.get_attribute("data-run"))
         assert new_id not in map(int, before) and e2e.history("backup")[-1]["run_id"] == new_id
         assert driver.find_element(By.ID, "flash").text.startswith("run: runs ")
         shoot(driver, tmp_path, "job")
