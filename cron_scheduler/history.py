@@ -180,6 +180,8 @@ class History:
         self.repairs = False  # the daemon closes unreadable active rows (see _isolate)
         self._mark: tuple[int, int] | None = None
         self.busy_timeout = CLI_BUSY_TIMEOUT
+        self._on_demand = False  # commits fsynced only where a claim needs it (sync_on_claims)
+        self._must_sync = False  # the open transaction claimed a run
 
     # --- opening -----------------------------------------------------------------------
 
@@ -229,6 +231,32 @@ class History:
     def close(self) -> None:
         self.conn.close()
 
+    def sync_on_claims(self) -> None:
+        """The daemon's commits: not fsynced one by one (synchronous=NORMAL, which a crash
+        of the process never loses, only a power loss may), except a transaction that claims
+        a run (`claim`): a process may start on the strength of it, so its commit ends with a
+        FULL commit that fsyncs the WAL, and with it every commit before it."""
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self._on_demand = True
+
+    def claim(self, run_id: int, **values: Any) -> None:
+        """update_run() for a run's claim (its marker and log path before its process
+        exists): on disk, whatever the sync mode, once the enclosing transaction is committed."""
+        with self.transaction():
+            self.update_run(run_id, **values)
+            self._must_sync = self._on_demand
+
+    def _sync(self) -> None:
+        """Make every commit so far durable: a FULL commit of the smallest write there is
+        (the header's user_version, rewritten with its own value) fsyncs the WAL."""
+        self._must_sync = False
+        self.conn.execute("PRAGMA synchronous=FULL")
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            self.conn.execute(f"PRAGMA user_version = {int(version)}")
+        finally:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction; a nested one joins the enclosing transaction."""
@@ -239,7 +267,10 @@ class History:
             self.conn.execute("BEGIN IMMEDIATE")
             yield
             self.conn.execute("COMMIT")
+            if self._must_sync:
+                self._sync()
         except sqlite3.OperationalError as exc:  # disk full, I/O error, locked for too long
+            self._must_sync = False
             self._rollback()
             if _code(exc) in (SQLITE_BUSY, SQLITE_LOCKED):
                 raise StateWriteError(
@@ -247,6 +278,7 @@ class History:
                     f"{self.busy_timeout:g}s (an open write transaction, e.g. an sqlite3 shell)") from None
             raise StateWriteError(f"cannot write {self.path or 'state.db'}: {exc}") from None
         except BaseException:
+            self._must_sync = False
             self._rollback()
             raise
 
@@ -271,13 +303,15 @@ class History:
             self._event(run_id, values["job_id"], None, status, at, values.get("reason"))
         return run_id
 
-    def transition(self, run_id: int, status: RunStatus, at: str, **values: Any) -> Run:
+    def transition(self, run_id: int, status: RunStatus, at: str, was: Run | None = None,
+                   **values: Any) -> Run:
         """The one place a run's status changes: checks the move is legal (IllegalTransition
         if not), updates the row with `values` and appends a run_events row, in one
-        transaction. Returns the run as it was before."""
+        transaction. Returns the run as it was before: `was` when the caller just read it
+        (the daemon is the only writer of statuses), else read here."""
         keys = _columns(values)
         with self.transaction():
-            run = self.get_run(run_id)
+            run = was if was is not None and was.run_id == run_id else self.get_run(run_id)
             check_transition(run.status, status)
             self.conn.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in ('status', *keys))} "
                               "WHERE run_id = ?", [status.value] + [values[k] for k in keys] + [run_id])

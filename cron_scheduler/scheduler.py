@@ -18,6 +18,7 @@ import os
 import signal
 import sqlite3
 import sys
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -34,7 +35,37 @@ WRITE_RETRY = 1.0  # seconds between attempts while state.db refuses writes
 BUSY_TIMEOUT = 0.2
 
 
-class _RotatingLog(logging.handlers.RotatingFileHandler):
+class _Held:
+    """A handler whose lines are written together at the end of the daemon's pass
+    (`held_lines`), one write for the pass instead of one per line (a busy daemon logs
+    several lines per run). Outside a pass, each line is written at once."""
+
+    held = False
+
+    def flush(self) -> None:
+        if not _Held.held:
+            super().flush()
+
+
+@contextmanager
+def held_lines():
+    _Held.held = True
+    try:
+        yield
+    finally:
+        _Held.held = False
+        for handler in log.handlers:
+            try:
+                handler.flush()
+            except (OSError, ValueError):  # a full disk: the lines are dropped, as in emit()
+                pass
+
+
+class _Stderr(_Held, logging.StreamHandler):
+    pass
+
+
+class _RotatingLog(_Held, logging.handlers.RotatingFileHandler):
     """Rotates once the file has reached maxBytes: one tell() per record instead of the base
     class's extra format() and seek() (a busy daemon logs several lines per run).
 
@@ -68,10 +99,21 @@ class _RotatingLog(logging.handlers.RotatingFileHandler):
     def shouldRollover(self, record) -> bool:
         if self.stream is None:
             self.stream = self._open()
-        return 0 < self.maxBytes <= self.stream.tell()
+        # the bytes past the text layer (tell() on it would flush held lines): up to one
+        # buffer's worth of held lines late within a pass, exact between passes
+        return 0 < self.maxBytes <= getattr(self.stream, "buffer", self.stream).tell()
 
 
 class _Formatter(logging.Formatter):
+    """Formats each record once for both handlers."""
+
+    _last: tuple[logging.LogRecord, str] | None = None
+
+    def format(self, record) -> str:
+        if self._last is None or self._last[0] is not record:
+            self._last = (record, super().format(record))
+        return self._last[1]
+
     def formatTime(self, record, datefmt=None):  # ISO 8601 with offset
         return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
 
@@ -85,10 +127,20 @@ def setup_logging(home: Home, config: Config, level: str) -> None:
     logging.raiseExceptions = False
     fmt = _Formatter("%(asctime)s %(levelname)s %(message)s")
     handler = _RotatingLog(home.log, maxBytes=config.log_max_bytes, backupCount=config.log_backups)
-    stderr = logging.StreamHandler(sys.stderr)
+    stderr = _Stderr(_stderr_stream())
     for h in (handler, stderr):
         h.setFormatter(fmt)
         log.addHandler(h)
+
+
+def _stderr_stream():
+    """A block-buffered stream on fd 2 (sys.stderr writes each line at once); sys.stderr
+    itself where it has no fd of its own (a test's capture)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stderr
+    return open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
 
 
 class Daemon:
@@ -151,6 +203,7 @@ class Daemon:
             recover(engine, now)
             self._reboot_jobs(engine, now)
             history.set_busy_timeout(BUSY_TIMEOUT)
+            history.sync_on_claims()
             from cron_scheduler.notify.link import SenderLink
             sender = SenderLink.start(self.home, self.config)  # alerts: a process of its own (notify/)
             if self.web:  # the dashboard: a process of its own too (web/)
@@ -198,22 +251,23 @@ class Daemon:
             now = utcnow()
             if self.stopping:
                 return self._shutdown(engine, pool, finished)
-            finished += pool.results()
-            try:
-                engine.record_all(finished, now)
-                finished = []
-                if not self._step(engine, requests, now):
-                    return 0
-                timeout = self._timeout(engine, now, utcnow())
-                if write_error:
-                    log.info("state.db accepts writes again")
-                    write_error = None
-            except StateWriteError as exc:  # disk full, locked: keep supervising, retry
-                if str(exc) != write_error:
-                    log.error("%s; runs in progress stay supervised, retrying every %gs", exc, WRITE_RETRY)
-                write_error = str(exc)
-                engine.forget()
-                timeout = WRITE_RETRY
+            with held_lines():
+                finished += pool.results()
+                try:
+                    engine.record_all(finished, now)
+                    finished = []
+                    if not self._step(engine, requests, now):
+                        return 0
+                    timeout = self._timeout(engine, now, utcnow())
+                    if write_error:
+                        log.info("state.db accepts writes again")
+                        write_error = None
+                except StateWriteError as exc:  # disk full, locked: keep supervising, retry
+                    if str(exc) != write_error:
+                        log.error("%s; runs in progress stay supervised, retrying every %gs", exc, WRITE_RETRY)
+                    write_error = str(exc)
+                    engine.forget()
+                    timeout = WRITE_RETRY
             pool.loop.run(timeout)
 
     def _step(self, engine, requests, now) -> bool:

@@ -343,3 +343,30 @@ def test_unreadable_run_rows_are_isolated_and_never_stop_the_daemon(site, caplog
     assert caplog.text.count("in state.db is unreadable") == 5  # once each; the 6th is never read
     rows = history_view(site.home, None, 100, None)  # the CLI's history lists the readable runs
     assert [r["job_id"] for r in rows] == ["a"]
+
+
+def test_a_run_is_spawned_only_after_its_claim_was_fsynced(site):
+    """Write-ahead under the daemon's sync mode (plain commits not fsynced): by the time the pool
+    spawns a run, its claim (marker) was committed by a FULL commit, fresh or prepared ahead."""
+    site.history.sync_on_claims()
+    statements: list[str] = []
+    site.history.conn.set_trace_callback(statements.append)
+    seen: dict[int, list[str]] = {}
+    submit = site.pool.submit
+
+    def spy(spec):
+        seen[spec.run_id] = list(statements)
+        return submit(spec)
+    site.pool.submit = spy
+    site.add(job("now"), job("every", "* * * * * *"))
+    engine = site.start(T0)
+    engine.open_wave(["now"], Trigger.MANUAL, T0, T0)
+    site.step(T0)  # "now": claimed at its start
+    site.step(T0 + timedelta(milliseconds=800))  # the T0 + 1 s slot of "every": claimed ahead
+    assert len(seen) == 1 and site.engine.launcher.prepared
+    site.step(T0 + timedelta(seconds=1))  # and spawned at its instant
+    assert len(seen) == 2
+    for run_id, before in seen.items():
+        claim = max(i for i, s in enumerate(before) if s.startswith("UPDATE runs SET marker")
+                    and s.endswith(f"WHERE run_id = {run_id}"))
+        assert "PRAGMA synchronous=FULL" in before[claim:], f"run {run_id} spawned before its claim was fsynced"

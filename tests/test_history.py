@@ -48,10 +48,37 @@ def test_changed_sees_writes_by_this_connection_and_by_others(tmp_path):
 
 def test_commits_are_durable_synchronous_full_in_wal_mode(tmp_path):
     """synchronous=NORMAL in WAL mode may lose the last commits on power loss (a slot's claim,
-    then its process would start again): every connection commits with FULL."""
+    then its process would start again): the CLI's connections commit with FULL."""
     with History.opened(Home(tmp_path / "home")) as history:
         assert history.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert history.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_the_daemon_fsyncs_only_the_commits_that_claim_a_run(tmp_path):
+    """sync_on_claims: plain commits are NORMAL (no fsync; a crash of the process loses none of
+    them); a transaction that claims a run ends with a FULL commit, which fsyncs the WAL with
+    every commit before it, before the caller goes on to spawn the run."""
+    with History.opened(Home(tmp_path / "home")) as history:
+        history.sync_on_claims()
+        run_id = history.add_run(RunStatus.QUEUED, "2026-01-01T00:00:00+00:00", job_id="a",
+                                 scheduled_for="2026-01-01T00:00:00+00:00", trigger="manual",
+                                 queued_at="2026-01-01T00:00:00+00:00")
+        statements: list[str] = []
+        history.conn.set_trace_callback(statements.append)
+        with history.transaction():
+            history.update_run(run_id, output_path="/x.log")
+        assert not [s for s in statements if "synchronous" in s]  # a plain commit: NORMAL
+        assert history.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+        statements.clear()
+        with history.transaction():
+            history.claim(run_id, marker="m1", output_path="/x.log")
+        tail = statements[statements.index("COMMIT"):]
+        assert tail[1] == "PRAGMA synchronous=FULL" and tail[-1] == "PRAGMA synchronous=NORMAL"
+        assert any(s.startswith("PRAGMA user_version =") for s in tail)  # the write FULL fsyncs
+        statements.clear()
+        with history.transaction():  # the claim's sync was taken: the next plain commit is NORMAL
+            history.update_run(run_id, output_path="/y.log")
+        assert not [s for s in statements if "synchronous" in s]
 
 
 def test_a_write_locked_by_another_process_fails_fast_with_a_clear_message(tmp_path):

@@ -59,3 +59,52 @@ def test_a_full_disk_under_the_log_costs_no_traceback_and_stderr_keeps_the_lines
     err = capsys.readouterr().err
     assert "run 7 job backup finished: succeeded" in err
     assert "Traceback" not in err and "Logging error" not in err
+
+
+def test_lines_of_a_pass_are_written_together_at_its_end_and_others_at_once(tmp_path):
+    """A busy daemon logs several lines per run: the lines of one pass of its loop reach
+    scheduler.log in one write when the pass ends (held_lines), lines outside a pass at once."""
+    from cron_scheduler.scheduler import held_lines
+    home = Home(tmp_path / "home").ensure()
+    setup_logging(home, Config(), "INFO")
+    try:
+        log.info("outside a pass")
+        assert home.log.read_text().endswith("outside a pass\n")
+        with held_lines():
+            log.info("run 1 job a started")
+            log.info("run 1 job a finished: succeeded")
+            assert "run 1" not in home.log.read_text()
+        assert home.log.read_text().endswith("run 1 job a finished: succeeded\n")
+    finally:
+        for handler in log.handlers:
+            handler.close()
+        log.handlers.clear()
+
+
+def test_a_full_disk_at_the_end_of_a_pass_drops_its_lines_without_an_exception(tmp_path):
+    from cron_scheduler.scheduler import held_lines
+    home = Home(tmp_path / "home").ensure()
+    setup_logging(home, Config(), "INFO")
+
+    class Full:
+        def write(self, data):
+            return len(data)
+
+        def flush(self):
+            raise OSError(28, "No space left on device")
+
+        def tell(self):
+            return 0
+
+        def close(self):
+            pass
+
+    try:
+        log.handlers[0].stream = Full()
+        with held_lines():
+            log.info("run 7 job backup finished: succeeded")
+    finally:
+        log.handlers[0].stream = None
+        for handler in log.handlers:
+            handler.close()
+        log.handlers.clear()

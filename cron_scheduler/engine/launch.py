@@ -46,7 +46,7 @@ class Launcher:
         started = [(job, run, spec, handle) for (job, run), spec, handle in zip(chosen, specs, handles)]
         with self.history.transaction():
             for job, run, spec, handle in started:
-                self.history.transition(run.run_id, RunStatus.RUNNING, to_iso(now), started_at=to_iso(now),
+                self.history.transition(run.run_id, RunStatus.RUNNING, to_iso(now), was=run, started_at=to_iso(now),
                                         reason=self._reason(run, now), **(handle or {}))
         for job, run, spec, handle in started:
             if handle is not None:
@@ -114,7 +114,7 @@ class Launcher:
         """Give the claim its marker and log path (no status change) before its process exists."""
         marker = uuid.uuid4().hex
         log_path = self.catalogue.home.run_log(job.id, run.run_id)
-        self.history.update_run(run.run_id, marker=marker, output_path=str(log_path))
+        self.history.claim(run.run_id, marker=marker, output_path=str(log_path))
         spec = RunSpec(run_id=run.run_id, job_id=job.id, argv=argv(job), env=self.env(job, run),
                        cwd=job.cwd, log_path=log_path, max_output=job.max_output, timeout=job.timeout,
                        marker=marker, resources=job.resources or None, worker=job.worker)

@@ -52,7 +52,7 @@ class Recorder:
         signame = signal_name(result.signal)
         with self.history.transaction():
             self.history.transition(
-                run.run_id, status, to_iso(now), finished_at=to_iso(_instant(result.finished_at) or now),
+                run.run_id, status, to_iso(now), was=run, finished_at=to_iso(_instant(result.finished_at) or now),
                 started_at=to_iso(_instant(result.started_at)) or run.started_at, exit_code=result.exit_code,
                 signal=signame, reason=reason, output_bytes=result.output_bytes, truncated=int(result.truncated),
                 cpu_user=result.cpu_user, cpu_sys=result.cpu_sys, max_rss_kb=result.max_rss_kb)
