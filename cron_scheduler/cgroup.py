@@ -144,6 +144,13 @@ class RunCgroups:
 
 
 def _rmtree(path: Path) -> bool:
+    try:  # a run's cgroup mostly has no sub-cgroup: one rmdir, no walk over its files
+        os.rmdir(path)
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:  # EBUSY: a process lives in it, or a sub-cgroup does
+        pass
     try:
         walk = list(os.walk(path, topdown=False))
     except OSError:

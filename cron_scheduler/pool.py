@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,8 @@ class LocalPool(Pool):
         self._timer: Timer | None = None
         self._soon: Timer | None = None  # one _service() after the current batch of events
         self._spawner = None  # threads for spawning several runs at one instant
-        self._prepared: dict[int, tuple[int, runner.Prepared]] = {}  # prepared: run id -> (log fd, spawn)
+        # prepared runs: run id -> (log fd, spawn, its arming on a spawn thread or None)
+        self._prepared: dict[int, tuple[int, runner.Prepared, Future | None]] = {}
         if reap_orphans:
             self.loop.on_wake(self._service_soon)  # SIGCHLD
 
@@ -192,15 +194,37 @@ class LocalPool(Pool):
         except SPAWN_ERRORS:
             return
         try:
-            self._prepared[spec.run_id] = (log_fd, runner.prepare(spec))
+            self._prepared[spec.run_id] = (log_fd, runner.prepare(spec), None)
         except SPAWN_ERRORS:
             os.close(log_fd)
+            return
+        self._arm_more()
 
     def discard(self, run_id: int) -> None:
         ready = self._prepared.pop(run_id, None)
         if ready is not None:
-            os.close(ready[0])
-            runner.discard(ready[1])
+            log_fd, prepared, arming = ready
+            os.close(log_fd)
+            if arming is None or arming.result() is None:  # a failed arming left nothing behind
+                runner.discard(prepared)
+
+    def _arm_more(self) -> None:
+        """Keep up to max_workers prepared runs armed (runner.arm: the process spawned and in
+        its cgroup, held before the run's program), in the order they were prepared, on the
+        spawn threads and without waiting for them: their start is then a write."""
+        armed = sum(1 for _, _, arming in self._prepared.values() if arming is not None)
+        for run_id, (log_fd, prepared, arming) in self._prepared.items():
+            if armed >= self.max_workers:
+                return
+            if arming is None and prepared.held:
+                self._prepared[run_id] = (log_fd, prepared, self._threads().submit(_arm_quiet, prepared))
+                armed += 1
+
+    def _threads(self):
+        if self._spawner is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._spawner = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="spawn")
+        return self._spawner
 
     def submit(self, spec: RunSpec) -> RunHandle | None:
         return self.submit_many([spec])[0]
@@ -215,17 +239,20 @@ class LocalPool(Pool):
             if spec.run_id in self._runs:
                 raise ValueError(f"run {spec.run_id} is already running")
             started = time.time()
-            got = self._prepared.pop(spec.run_id, None)
+            got = self._prepared.get(spec.run_id)
             if got is not None and got[1].spec.marker != spec.marker:
-                os.close(got[0])
-                runner.discard(got[1])
+                self.discard(spec.run_id)
                 got = None
+            self._prepared.pop(spec.run_id, None)
             log_fd = None
             try:
                 if got is None:
                     spec = dataclasses.replace(spec, argv=resolve_argv(spec.argv))
                     log_fd = open_log(spec.log_path)
-                    got = (log_fd, runner.prepare(spec))
+                    got = (log_fd, runner.prepare(spec), None)
+                elif got[2] is not None and got[2].result() is not None:  # its arming failed
+                    os.close(got[0])
+                    raise got[2].result()
             except SPAWN_ERRORS as exc:
                 if log_fd is not None:
                     os.close(log_fd)
@@ -234,13 +261,12 @@ class LocalPool(Pool):
                 continue
             ready.append((got[1].spec, got[0], got[1], started))
         todo = [r for r in ready if r is not None]
-        if len(todo) > 1:
-            if self._spawner is None:
-                from concurrent.futures import ThreadPoolExecutor
-                self._spawner = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="spawn")
-            outcomes = list(self._spawner.map(_start_quiet, [r[2] for r in todo]))
+        cold = [r[2] for r in todo if r[2].pid is None]  # not armed: spawned now
+        if len(cold) > 1:
+            spawned = dict(zip(map(id, cold), self._threads().map(_start_quiet, cold)))
         else:
-            outcomes = [_start_quiet(r[2]) for r in todo]
+            spawned = {id(p): _start_quiet(p) for p in cold}
+        outcomes = [spawned.get(id(r[2])) or _start_quiet(r[2]) for r in todo]  # armed: a write each
         for index, item in enumerate(ready):
             if item is None:
                 continue
@@ -253,6 +279,7 @@ class LocalPool(Pool):
             pid, out_fd = outcome
             runner.hold_pipe(prepared, pid)
             handles[index] = self._supervise(spec, log_fd, pid, out_fd, started)
+        self._arm_more()
         return handles
 
     def _failed(self, spec: RunSpec, started: float, exc: BaseException) -> None:
@@ -265,7 +292,9 @@ class LocalPool(Pool):
                    start_time=process_start_time(pid))
         self._children[pid] = run
         self.loop.add_reader(out_fd, lambda: self._on_output(run))
-        self._track(run, spec.timeout)
+        if not self._track(run, spec.timeout):  # an armed process that died and was reaped
+            self._runs[run.run_id] = run  # while it waited: its status is lost
+            self._service_soon()
         self._arm()
         return {"pid": pid, "pid_start": run.start_time, "marker": spec.marker}
 
@@ -500,6 +529,15 @@ class LocalPool(Pool):
             self.loop.remove_reader(run.pidfd)
             os.close(run.pidfd)
             run.pidfd = None
+
+
+def _arm_quiet(prepared: runner.Prepared) -> BaseException | None:
+    """runner.arm() on a spawn thread: None, or the exception it raised."""
+    try:
+        runner.arm(prepared)
+    except SPAWN_ERRORS as exc:
+        return exc
+    return None
 
 
 def _start_quiet(prepared: runner.Prepared):

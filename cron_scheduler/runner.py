@@ -298,10 +298,17 @@ class Prepared:
     spec: RunSpec
     argv: list[str]
     env: dict[str, str]
-    read_fd: int
-    child_fd: int
+    read_fd: int | None  # None once closed
+    child_fd: int | None
     procs: Path | None  # cgroup.procs to join by a preexec_fn (no shim possible), else None
     keeper: bool
+    pid: int | None = None  # its process, once spawned (held by JOIN_SHIM until go())
+    go_fd: int | None = None  # the write end of that process's stdin: a line lets it exec the run
+
+    @property
+    def held(self) -> bool:
+        """Its process starts through JOIN_SHIM, which waits for a line before the run's program."""
+        return self.argv[:3] == [SHELL, "-c", JOIN_SHIM]
 
 
 def prepare(spec: RunSpec) -> Prepared:
@@ -329,35 +336,76 @@ def prepare(spec: RunSpec) -> Prepared:
 
 
 def discard(prepared: Prepared) -> None:
-    """Undo prepare() for a run that will not start."""
-    for fd in (prepared.read_fd, prepared.child_fd):
+    """Undo prepare() (and arm()) for a run that will not start: a held process sees its stdin
+    end without the line and exits before the run's program; it is reaped here."""
+    for fd in (prepared.read_fd, prepared.child_fd, prepared.go_fd):
         try:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
         except OSError:
+            pass
+    if prepared.pid is not None:
+        try:
+            os.waitpid(prepared.pid, 0)  # it exits at once (a few ms at most)
+        except ChildProcessError:  # reaped by the subreaper's sweep already
             pass
     remove_pipe(pipe_path(prepared.spec.log_path))
     release(prepared.spec.marker)
 
 
+def arm(prepared: Prepared) -> None:
+    """Spawn a held run's process ahead of its start (prepared.held): it joins its cgroup, then
+    waits on its stdin; start() then only writes the line that lets it exec the run's program.
+    Safe to call from several threads at once. Raises one of SPAWN_ERRORS (the run failed)."""
+    go_read, go_write = os.pipe()
+    try:
+        _spawn(prepared, stdin=go_read)
+    except BaseException:
+        os.close(go_write)
+        raise
+    finally:
+        os.close(go_read)
+    prepared.go_fd = go_write
+
+
 def start(prepared: Prepared, hold: bool = True) -> tuple[int, int]:
-    """Spawn a prepared run; returns (pid, read end of its output pipe), as spawn(). Safe to
-    call from several threads at once with hold=False; the caller then calls hold_pipe()."""
+    """Start a prepared run (spawn it, or let an armed one go); returns (pid, read end of its
+    output pipe), as spawn(). Safe to call from several threads at once with hold=False; the
+    caller then calls hold_pipe()."""
+    if prepared.held and prepared.pid is None:
+        arm(prepared)
+    if prepared.go_fd is not None:
+        try:
+            os.write(prepared.go_fd, b"\n")
+        except BrokenPipeError:  # killed while it waited: supervision reports how it ended
+            pass
+        finally:
+            os.close(prepared.go_fd)
+            prepared.go_fd = None
+    elif prepared.pid is None:
+        _spawn(prepared, stdin=subprocess.DEVNULL)
+    if hold:
+        hold_pipe(prepared, prepared.pid)
+    return prepared.pid, prepared.read_fd
+
+
+def _spawn(prepared: Prepared, stdin) -> None:
     spec = prepared.spec
     try:
-        proc = _popen(spec, prepared, prepared.child_fd)
+        proc = _popen(spec, prepared, prepared.child_fd, stdin)
     except BaseException:
         os.close(prepared.read_fd)
+        prepared.read_fd = None
         remove_pipe(pipe_path(spec.log_path))
         raise
     finally:
         os.close(prepared.child_fd)
-    if hold:
-        hold_pipe(prepared, proc.pid)
+        prepared.child_fd = None
     # The pid now belongs to the caller, which reaps it with os.wait4(). Settle the Popen handle
     # so that its finaliser neither warns (ResourceWarning) nor waitpid()s the child behind the
     # caller's back (subprocess._active / _cleanup).
     proc.returncode = 0
-    return proc.pid, prepared.read_fd
+    prepared.pid = proc.pid
 
 
 def hold_pipe(prepared: Prepared, pid: int) -> None:
@@ -372,22 +420,25 @@ def spawn(spec: RunSpec) -> tuple[int, int]:
     return start(prepare(spec))
 
 
-# Joins the run's cgroup ("$0" is its cgroup.procs), then becomes the run: an extra exec of a
-# small shell instead of a preexec_fn, which would force a fork of the whole daemon per run
-# (subprocess uses vfork only without one). Never fails the run: outside its cgroup, the run's
-# tree is still found by its marker, and the run's output says so.
+# Joins the run's cgroup ("$0" is its cgroup.procs), waits for a line on its stdin (the go of
+# start(): the process can be spawned and join its cgroup ahead of the run's instant, see arm()),
+# then becomes the run, stdin from /dev/null: an extra exec of a small shell instead of a
+# preexec_fn, which would force a fork of the whole daemon per run (subprocess uses vfork only
+# without one). Its stdin closed without a line (the run will not start, or the daemon died),
+# it exits before the run's program. Never fails the run: outside its cgroup, the run's tree is
+# still found by its marker, and the run's output says so.
 JOIN_SHIM = ('echo 0 >"$0" 2>/dev/null || echo "cron-scheduler: this run could not join its cgroup;'
-             ' its tree is found by its marker" >&2; exec "$@"')
+             ' its tree is found by its marker" >&2; read -r go || exit 0; exec "$@" </dev/null')
 SHELL = "/bin/sh"
 
 
-def _popen(spec: RunSpec, prepared: Prepared, out_fd: int) -> subprocess.Popen:
+def _popen(spec: RunSpec, prepared: Prepared, out_fd: int, stdin) -> subprocess.Popen:
     """exec the run in a new session; with cgroups, in its own cgroup, joined before the run's
     program starts, so that it cannot fork outside it first: through JOIN_SHIM where exec'ing
     through the shell behaves exactly as a direct exec (an ELF or #! program: prepare() chose),
     else by writing "0" to its cgroup.procs between fork and exec (a preexec_fn)."""
     def popen(preexec=None) -> subprocess.Popen:
-        return subprocess.Popen(prepared.argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=subprocess.STDOUT,
+        return subprocess.Popen(prepared.argv, stdin=stdin, stdout=out_fd, stderr=subprocess.STDOUT,
                                 cwd=spec.cwd, env=prepared.env, close_fds=True, start_new_session=True,
                                 preexec_fn=preexec)
     if prepared.procs is None:
