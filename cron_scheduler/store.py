@@ -275,6 +275,7 @@ class JobMap(MutableMapping):
         self._known = {} if known is None else known
         self._jobs: dict[str, Job] = {}
         self._errors: dict[str, str] = {}
+        self._strings: dict = {}  # values repeated between the jobs of this load, held once
         self._path = path
 
     def _record(self, job_id: str) -> dict[str, Any] | None:
@@ -342,9 +343,11 @@ class JobMap(MutableMapping):
             return None
         try:
             record = stored if text is None else json.loads(text)
-            if type(record) is dict and "id" in record and record["id"] != job_id:
-                raise CorruptStore(f"invalid job record {job_id!r}: its id {record['id']!r} differs from its key")
-            job = self._jobs[job_id] = Job.from_dict(record)
+            if type(record) is dict and "id" in record:
+                if record["id"] != job_id:
+                    raise CorruptStore(f"invalid job record {job_id!r}: its id {record['id']!r} differs from its key")
+                record["id"] = job_id  # the equal key: one string per id held, not two
+            job = self._jobs[job_id] = Job.from_dict(record, self._strings)
             if record is not None:  # None: set in this map, re-encoded on write
                 self._known[job_id] = (stored, job)
             return None
