@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from enum import Enum, StrEnum
 from typing import Any
 
-from cron_scheduler.errors import (CorruptStore, IllegalTransition, InvalidDuration, InvalidJobId,
-                                   InvalidOption)
+from cron_scheduler.errors import (CorruptStore, CronSchedulerError, IllegalTransition, InvalidDuration,
+                                   InvalidJobId, InvalidOption)
 
 UTC = timezone.utc
 DEFAULT_MAX_OUTPUT = 10 * 1024 * 1024
@@ -302,14 +302,12 @@ class Job:
         (`validate.validate`); a malformed record raises CorruptStore naming the field.
         `strings`: a table shared by the records of one load, so that values many jobs repeat
         (schedules, zones, directories, commands) are held once instead of once per job."""
-        from cron_scheduler.errors import CronSchedulerError
-        from cron_scheduler.validate import validate
+        validate = _validate or _import_validate()
         try:
             if type(data) is not dict:
                 raise TypeError(f"a job record must be an object, not {type(data).__name__}")
-            missing = [k for k in ("id", "schedule", "command") if k not in data]
-            if missing:
-                raise TypeError(f"{missing[0]} is required")
+            if "id" not in data or "schedule" not in data or "command" not in data:
+                raise TypeError(f"{next(k for k in ('id', 'schedule', 'command') if k not in data)} is required")
             kwargs = {k: v for k, v in data.items() if k in _FIELD_SET}
             for key in _LIST_FIELDS:
                 if key in kwargs:
@@ -340,20 +338,33 @@ _DEFAULTS = {k: v for k, v in Job(id="", schedule="", command=()).to_dict().item
 
 _LIST_FIELDS = ("command", "depends_on", "notify", "notify_to")
 _ENUM_FIELDS = (("overlap", {e.value: e for e in Overlap}), ("catch_up", {e.value: e for e in CatchUp}))
-_SHARED_FIELDS = ("schedule", "timezone", "cwd", "source", "worker", "command", "depends_on", "notify",
-                  "notify_to")
+_SHARED_FIELDS = frozenset({"schedule", "timezone", "cwd", "source", "worker", "command", "depends_on", "notify",
+                            "notify_to"})
+
+
+_validate = None  # validate.validate, imported on first use (validate imports this module)
+
+
+def _import_validate():
+    global _validate
+    from cron_scheduler.validate import validate
+    _validate = validate
+    return validate
 
 
 def _share(kwargs: dict[str, Any], strings: dict) -> None:
     """Replace the repeated values of a record by the equal ones seen before in `strings`
     (strings, and tuples of strings with their items); other types are left to validate."""
-    for key in _SHARED_FIELDS:
-        value = kwargs.get(key)
-        if type(value) is str:
-            kwargs[key] = strings.setdefault(value, value)
-        elif type(value) is tuple and all(type(item) is str for item in value):
-            value = tuple([strings.setdefault(item, item) for item in value])
-            kwargs[key] = strings.setdefault(value, value)
+    for key, value in kwargs.items():
+        if key in _SHARED_FIELDS:
+            if type(value) is str:
+                kwargs[key] = strings.setdefault(value, value)
+            elif type(value) is tuple:
+                value = tuple([strings.setdefault(v, v) if type(v) is str else v for v in value])
+                try:
+                    kwargs[key] = strings.setdefault(value, value)
+                except TypeError:  # an unhashable item: refused by validate
+                    kwargs[key] = value
 
 
 def _builder() -> type:
