@@ -13,6 +13,7 @@ naive wall clock of the job's zone, then mapped to instants with the Vixie cron 
 from __future__ import annotations
 
 import bisect
+import calendar
 import functools
 import re
 import zlib
@@ -236,7 +237,7 @@ class _PlainFields:
                 year, month = (t.year + 1, 1) if t.month == 12 else (t.year, t.month + 1)
                 t = t.replace(year=year, month=month, day=1, hour=0, minute=0, second=0)
             elif not self._day_matches(t):
-                t = (t + timedelta(days=1)).replace(hour=0, minute=0, second=0)
+                t = self._next_day(t)
             elif (hour := _at_or_after(self.hours, t.hour)) != t.hour:
                 t = (t + timedelta(days=1)).replace(hour=0, minute=0, second=0) if hour is None else \
                     t.replace(hour=hour, minute=0, second=0)
@@ -248,6 +249,18 @@ class _PlainFields:
             else:
                 return t
         return None
+
+    def _next_day(self, t: datetime) -> datetime:
+        """Midnight of the next day that may match after the day of `t`: with only the day of
+        the month restricted, the next listed day of this month or the first of the next (no
+        walk day by day through a month); else the next day."""
+        if self.weekdays is None and self.days is not None:
+            day = min((d for d in self.days if d > t.day), default=32)
+            if day <= calendar.monthrange(t.year, t.month)[1]:
+                return t.replace(day=day, hour=0, minute=0, second=0)
+            year, month = (t.year + 1, 1) if t.month == 12 else (t.year, t.month + 1)
+            return t.replace(year=year, month=month, day=1, hour=0, minute=0, second=0)
+        return (t + timedelta(days=1)).replace(hour=0, minute=0, second=0)
 
     def _day_matches(self, t: datetime) -> bool:
         dom = self.days is None or t.day in self.days
