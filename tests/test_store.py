@@ -487,3 +487,18 @@ def test_a_load_holds_each_id_and_repeated_value_once(store, home, canonical):
         assert job.id is key
     a, b, c = jobs.values()
     assert a.schedule is b.schedule is c.schedule and a.command is b.command is c.command and a.cwd is c.cwd
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3])
+def test_every_line_of_a_canonical_store_is_read_by_a_whole_load(store, count):
+    """The first and last lines carry the store's head and tail: a store of one line has both."""
+    with store.transaction() as jobs:
+        for i in range(count):
+            jobs[f"j{i}"] = make_job(f"j{i}", description=f"line {i}")
+        if not count:
+            jobs["gone"] = make_job("gone")
+    if not count:
+        with store.transaction() as jobs:
+            del jobs["gone"]
+    jobs, errors = store.load().valid()
+    assert errors == {} and [(j.id, j.description) for j in jobs.values()] == [(f"j{i}", f"line {i}") for i in range(count)]
