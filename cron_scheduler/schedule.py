@@ -111,6 +111,12 @@ def parse(expr: str, job_id: str | None = None, strict: bool = False) -> Schedul
 
 @functools.lru_cache(maxsize=16384)
 def _parse(text: str, job_id: str | None, strict: bool) -> Schedule:
+    if strict:  # the parse itself is the one cached for the non-strict readers of the schedule
+        sched = _parse(text, job_id, False)
+        # from now, so that a 7-field schedule whose years are all past never fires either
+        if sched.kind is Kind.CRON and _wall_next(sched, datetime.now()) is None:
+            raise InvalidSchedule(f"invalid schedule {text!r}: it never fires (impossible date, or its years are past)")
+        return sched
     if not text:
         raise InvalidSchedule("invalid schedule: it is empty")
     if len(text) > MAX_LENGTH:
@@ -121,7 +127,7 @@ def _parse(text: str, job_id: str | None, strict: bool) -> Schedule:
         word, _, rest = text.partition(" ")
         word = word.lower()
         if word in ALIASES and not rest:
-            return _parse_cron(text, ALIASES[word], job_id, strict)
+            return _parse_cron(text, ALIASES[word], job_id)
         if word == "@every":
             try:
                 interval = parse_duration(rest, "@every interval")
@@ -136,10 +142,10 @@ def _parse(text: str, job_id: str | None, strict: bool) -> Schedule:
         raise InvalidSchedule(
             f"invalid schedule {text!r}: unknown keyword (use @yearly @monthly @weekly @daily "
             "@hourly @reboot @every DURATION @once @after, or 5-7 cron fields)")
-    return _parse_cron(text, text, job_id, strict)
+    return _parse_cron(text, text, job_id)
 
 
-def _parse_cron(original: str, cron: str, job_id: str | None, strict: bool) -> Schedule:
+def _parse_cron(original: str, cron: str, job_id: str | None) -> Schedule:
     fields = cron.split()
     if len(fields) not in (5, 6, 7):
         raise InvalidSchedule(
@@ -158,9 +164,6 @@ def _parse_cron(original: str, cron: str, job_id: str | None, strict: bool) -> S
     minute, hour = fields[seconds], fields[seconds + 1]
     sched = Schedule(original, Kind.CRON, cron=cron, seconds_field=seconds, hash_id=hash_id,
                      fixed_time=not (_is_wild(minute) or _is_wild(hour)))
-    # strict: from now, so that a 7-field schedule whose years are all past never fires either
-    if strict and _wall_next(sched, datetime.now()) is None:
-        raise InvalidSchedule(f"invalid schedule {original!r}: it never fires (impossible date, or its years are past)")
     return sched
 
 

@@ -347,7 +347,7 @@ class JobMap(MutableMapping):
             self._jobs[job_id] = known[1]
             return None
         try:
-            record = stored if text is None else json.loads(text)
+            record = stored if text is None else _DECODER.decode(text.decode())  # a line is UTF-8 (we wrote it)
             if type(record) is dict and "id" in record:
                 if record["id"] != job_id:
                     raise CorruptStore(f"invalid job record {job_id!r}: its id {record['id']!r} differs from its key")

@@ -446,6 +446,12 @@ def test_a_reload_of_a_canonical_store_decodes_only_the_changed_lines(store, hom
     real = Job.from_dict.__func__
     monkeypatch.setattr(Job, "from_dict", classmethod(lambda cls, data, *rest: decoded.append(data["id"]) or real(cls, data, *rest)))
     monkeypatch.setattr(store_module.json, "loads", lambda text, _real=json.loads: decoded.append("json") or _real(text))
+
+    class CountingDecoder(json.JSONDecoder):
+        def decode(self, text, *args):
+            decoded.append("json")
+            return super().decode(text, *args)
+    monkeypatch.setattr(store_module, "_DECODER", CountingDecoder())
     assert len(store.load().valid()[0]) == 30 and decoded == []  # nothing decoded, nothing validated
     with store.transaction() as jobs:
         jobs["j05"] = jobs["j05"].replace(retries=4)
