@@ -374,6 +374,8 @@ def _builder() -> type:
     through object.__setattr__, six times slower. Defaults are Job's own."""
     params, lines, defaults = [], [], {}
     for f in dataclasses.fields(Job):
+        if f.default_factory is not dataclasses.MISSING:  # one object shared by all jobs instead
+            raise TypeError(f"Job.{f.name}: a default_factory is not supported by from_dict's builder")
         if f.default is dataclasses.MISSING:
             params.append(f.name)
         else:
