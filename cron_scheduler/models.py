@@ -6,13 +6,13 @@ from __future__ import annotations
 import dataclasses
 import re
 import reprlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum, StrEnum
 from typing import Any
 
-from cron_scheduler.errors import (CorruptStore, IllegalTransition, InvalidDuration, InvalidJobId,
-                                   InvalidOption)
+from cron_scheduler.errors import (CorruptStore, CronSchedulerError, IllegalTransition, InvalidDuration,
+                                   InvalidJobId, InvalidOption)
 
 UTC = timezone.utc
 DEFAULT_MAX_OUTPUT = 10 * 1024 * 1024
@@ -223,7 +223,32 @@ def parse_channels(text: str) -> tuple[str, ...]:
 
 # --- the job -----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+class FrozenDict(dict):
+    """A dict that refuses changes: the one empty `env` and `resources` all jobs without
+    them share (a daemon holding 100,000 jobs would otherwise hold 200,000 empty dicts).
+    Reads, equality, json and pickling behave as for the plain dict it equals."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a job's mapping is read-only: build a new dict")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (dict(self),))
+
+    def __repr__(self) -> str:
+        return dict.__repr__(self)
+
+
+EMPTY: dict[str, Any] = FrozenDict()
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     id: str
     schedule: str
@@ -240,14 +265,14 @@ class Job:
     start_at: str | None = None
     end_at: str | None = None
     cwd: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = EMPTY  # read-only when shared; replace() the job to change it
     enabled: bool = True
     notify: tuple[str, ...] = ()
     notify_to: tuple[str, ...] = ()  # channel names; empty = every channel
     expected_duration: float | None = None
     max_output: int = DEFAULT_MAX_OUTPUT
     alert_output: int | None = None  # an `output` alert above this many bytes
-    resources: dict[str, float] = field(default_factory=dict)  # Dask worker resources a run needs
+    resources: dict[str, float] = EMPTY  # Dask worker resources a run needs
     worker: str | None = None  # the Dask worker a run must execute on
     description: str = ""
     created_at: str | None = None
@@ -272,32 +297,36 @@ class Job:
         return {k: v for k, v in full.items() if k in ("id", "schedule", "command") or v != _DEFAULTS.get(k)}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Job":
+    def from_dict(cls, data: Any, strings: dict | None = None) -> "Job":
         """Build a Job from a stored record and validate it as CLI input is validated
-        (`validate.validate`); a malformed record raises CorruptStore naming the field."""
-        from cron_scheduler.errors import CronSchedulerError
-        from cron_scheduler.validate import validate
+        (`validate.validate`); a malformed record raises CorruptStore naming the field.
+        `strings`: a table shared by the records of one load, so that values many jobs repeat
+        (schedules, zones, directories, commands) are held once instead of once per job."""
+        validate = _validate or _import_validate()
         try:
             if type(data) is not dict:
                 raise TypeError(f"a job record must be an object, not {type(data).__name__}")
-            missing = [k for k in ("id", "schedule", "command") if k not in data]
-            if missing:
-                raise TypeError(f"{missing[0]} is required")
+            if "id" not in data or "schedule" not in data or "command" not in data:
+                raise TypeError(f"{next(k for k in ('id', 'schedule', 'command') if k not in data)} is required")
             kwargs = {k: v for k, v in data.items() if k in _FIELD_SET}
-            for key in ("command", "depends_on", "notify", "notify_to"):
+            for key in _LIST_FIELDS:
                 if key in kwargs:
                     if type(kwargs[key]) is not list:
                         raise TypeError(f"{key} must be a list of strings")
                     kwargs[key] = tuple(kwargs[key])
-            for key, enum in (("overlap", Overlap), ("catch_up", CatchUp)):
+            for key, members in _ENUM_FIELDS:
                 if key in kwargs:
                     value = kwargs[key]
-                    member = next((e for e in enum if e.value == value and type(value) is str), None)
+                    member = members.get(value) if type(value) is str else None
                     if member is None:
                         raise ValueError(f"invalid {key} {reprlib.repr(value)}: "
-                                         f"choose from {', '.join(e.value for e in enum)}")
+                                         f"choose from {', '.join(members)}")
                     kwargs[key] = member
-            return validate(cls(**kwargs))
+            if strings is not None:
+                _share(kwargs, strings)
+            job = _Build(**kwargs)
+            job.__class__ = cls  # the same slots: a Job, built without 27 object.__setattr__ calls
+            return validate(job)
         except (TypeError, ValueError, CronSchedulerError) as exc:
             shown = reprlib.repr(data.get("id")) if type(data) is dict else "?"
             raise CorruptStore(f"invalid job record {shown}: {exc}") from None
@@ -306,3 +335,56 @@ class Job:
 JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
 _FIELD_SET = frozenset(JOB_FIELDS)
 _DEFAULTS = {k: v for k, v in Job(id="", schedule="", command=()).to_dict().items()}
+
+_LIST_FIELDS = ("command", "depends_on", "notify", "notify_to")
+_ENUM_FIELDS = (("overlap", {e.value: e for e in Overlap}), ("catch_up", {e.value: e for e in CatchUp}))
+_SHARED_FIELDS = frozenset({"schedule", "timezone", "cwd", "source", "worker", "command", "depends_on", "notify",
+                            "notify_to"})
+
+
+_validate = None  # validate.validate, imported on first use (validate imports this module)
+
+
+def _import_validate():
+    global _validate
+    from cron_scheduler.validate import validate
+    _validate = validate
+    return validate
+
+
+def _share(kwargs: dict[str, Any], strings: dict) -> None:
+    """Replace the repeated values of a record by the equal ones seen before in `strings`
+    (strings, and tuples of strings with their items); other types are left to validate."""
+    for key, value in kwargs.items():
+        if key in _SHARED_FIELDS:
+            if type(value) is str:
+                kwargs[key] = strings.setdefault(value, value)
+            elif type(value) is tuple:
+                value = tuple([strings.setdefault(v, v) if type(v) is str else v for v in value])
+                try:
+                    kwargs[key] = strings.setdefault(value, value)
+                except TypeError:  # an unhashable item: refused by validate
+                    kwargs[key] = value
+
+
+def _builder() -> type:
+    """A plain class with the slots of Job, in the same order, and an __init__ that stores
+    each field directly: `from_dict` builds with it and then makes the object a Job (same
+    layout, so __class__ may be assigned). The frozen __init__ of a dataclass sets each field
+    through object.__setattr__, six times slower. Defaults are Job's own."""
+    params, lines, defaults = [], [], {}
+    for f in dataclasses.fields(Job):
+        if f.default_factory is not dataclasses.MISSING:  # one object shared by all jobs instead
+            raise TypeError(f"Job.{f.name}: a default_factory is not supported by from_dict's builder")
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            defaults[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        lines.append(f"    self.{f.name} = {f.name}")
+    namespace: dict[str, Any] = {}
+    exec(f"def __init__(self, *, {', '.join(params)}):\n" + "\n".join(lines), defaults, namespace)
+    return type("_Build", (), {"__slots__": Job.__slots__, "__init__": namespace["__init__"]})
+
+
+_Build = _builder()

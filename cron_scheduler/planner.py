@@ -50,8 +50,19 @@ def newest_until(job: Job, tz: tzinfo, limit: datetime, floor: datetime) -> date
 def fingerprint(job: Job, default_zone: str | None = None) -> str:
     """What the schedule cursor depends on: a change re-anchors the cursor. `default_zone` is
     config.toml's timezone, the zone of jobs without --tz (None: the machine's)."""
-    key = [job.schedule, job.timezone or default_zone, job.start_at, job.end_at, job.created_at, job.enabled]
-    return hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16]
+    # The text is json.dumps([schedule, zone, start_at, end_at, created_at, enabled]), built
+    # without the encoder json.dumps makes for each call: fingerprints are kept in state.db,
+    # and a different text would re-anchor every cursor once.
+    text = (f"[{_json(job.schedule)}, {_json(job.timezone or default_zone)}, {_json(job.start_at)}, "
+            f"{_json(job.end_at)}, {_json(job.created_at)}, {'true' if job.enabled else 'false'}]")
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _json(text: str | None) -> str:
+    return "null" if text is None else _json_string(text)
+
+
+_json_string = json.encoder.encode_basestring_ascii  # json.dumps' own, for ensure_ascii=True
 
 
 def fire_after(job: Job, after: datetime, tz: tzinfo) -> datetime | None:

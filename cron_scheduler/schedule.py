@@ -13,6 +13,7 @@ naive wall clock of the job's zone, then mapped to instants with the Vixie cron 
 from __future__ import annotations
 
 import bisect
+import calendar
 import functools
 import re
 import zlib
@@ -110,6 +111,12 @@ def parse(expr: str, job_id: str | None = None, strict: bool = False) -> Schedul
 
 @functools.lru_cache(maxsize=16384)
 def _parse(text: str, job_id: str | None, strict: bool) -> Schedule:
+    if strict:  # the parse itself is the one cached for the non-strict readers of the schedule
+        sched = _parse(text, job_id, False)
+        # from now, so that a 7-field schedule whose years are all past never fires either
+        if sched.kind is Kind.CRON and _wall_next(sched, datetime.now()) is None:
+            raise InvalidSchedule(f"invalid schedule {text!r}: it never fires (impossible date, or its years are past)")
+        return sched
     if not text:
         raise InvalidSchedule("invalid schedule: it is empty")
     if len(text) > MAX_LENGTH:
@@ -120,7 +127,7 @@ def _parse(text: str, job_id: str | None, strict: bool) -> Schedule:
         word, _, rest = text.partition(" ")
         word = word.lower()
         if word in ALIASES and not rest:
-            return _parse_cron(text, ALIASES[word], job_id, strict)
+            return _parse_cron(text, ALIASES[word], job_id)
         if word == "@every":
             try:
                 interval = parse_duration(rest, "@every interval")
@@ -135,10 +142,10 @@ def _parse(text: str, job_id: str | None, strict: bool) -> Schedule:
         raise InvalidSchedule(
             f"invalid schedule {text!r}: unknown keyword (use @yearly @monthly @weekly @daily "
             "@hourly @reboot @every DURATION @once @after, or 5-7 cron fields)")
-    return _parse_cron(text, text, job_id, strict)
+    return _parse_cron(text, text, job_id)
 
 
-def _parse_cron(original: str, cron: str, job_id: str | None, strict: bool) -> Schedule:
+def _parse_cron(original: str, cron: str, job_id: str | None) -> Schedule:
     fields = cron.split()
     if len(fields) not in (5, 6, 7):
         raise InvalidSchedule(
@@ -157,9 +164,6 @@ def _parse_cron(original: str, cron: str, job_id: str | None, strict: bool) -> S
     minute, hour = fields[seconds], fields[seconds + 1]
     sched = Schedule(original, Kind.CRON, cron=cron, seconds_field=seconds, hash_id=hash_id,
                      fixed_time=not (_is_wild(minute) or _is_wild(hour)))
-    # strict: from now, so that a 7-field schedule whose years are all past never fires either
-    if strict and _wall_next(sched, datetime.now()) is None:
-        raise InvalidSchedule(f"invalid schedule {original!r}: it never fires (impossible date, or its years are past)")
     return sched
 
 
@@ -236,7 +240,7 @@ class _PlainFields:
                 year, month = (t.year + 1, 1) if t.month == 12 else (t.year, t.month + 1)
                 t = t.replace(year=year, month=month, day=1, hour=0, minute=0, second=0)
             elif not self._day_matches(t):
-                t = (t + timedelta(days=1)).replace(hour=0, minute=0, second=0)
+                t = self._next_day(t)
             elif (hour := _at_or_after(self.hours, t.hour)) != t.hour:
                 t = (t + timedelta(days=1)).replace(hour=0, minute=0, second=0) if hour is None else \
                     t.replace(hour=hour, minute=0, second=0)
@@ -248,6 +252,18 @@ class _PlainFields:
             else:
                 return t
         return None
+
+    def _next_day(self, t: datetime) -> datetime:
+        """Midnight of the next day that may match after the day of `t`: with only the day of
+        the month restricted, the next listed day of this month or the first of the next (no
+        walk day by day through a month); else the next day."""
+        if self.weekdays is None and self.days is not None:
+            day = min((d for d in self.days if d > t.day), default=32)
+            if day <= calendar.monthrange(t.year, t.month)[1]:
+                return t.replace(day=day, hour=0, minute=0, second=0)
+            year, month = (t.year + 1, 1) if t.month == 12 else (t.year, t.month + 1)
+            return t.replace(year=year, month=month, day=1, hour=0, minute=0, second=0)
+        return (t + timedelta(days=1)).replace(hour=0, minute=0, second=0)
 
     def _day_matches(self, t: datetime) -> bool:
         dom = self.days is None or t.day in self.days

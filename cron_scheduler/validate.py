@@ -15,8 +15,8 @@ from typing import Any, Collection, Mapping
 
 from cron_scheduler import schedule
 from cron_scheduler.errors import InvalidOption
-from cron_scheduler.models import (MAX_DURATION, MAX_SIZE, NOTIFY_EVENTS, UTC, CatchUp, Job, Overlap,
-                                   parse_channels, parse_resources, validate_job_id)
+from cron_scheduler.models import (MAX_DURATION, MAX_SIZE, NOTIFY_EVENTS, UTC, CatchUp, FrozenDict, Job,
+                                   Overlap, parse_channels, parse_resources, validate_job_id)
 
 MIN_PRIORITY, MAX_PRIORITY = -1_000_000, 1_000_000
 MAX_RETRIES = 100
@@ -196,7 +196,7 @@ def _command(command: Any, shell: Any) -> None:
 
 
 def _env(env: Any) -> None:
-    if type(env) is not dict:
+    if type(env) not in (dict, FrozenDict):  # FrozenDict: the shared empty default
         raise InvalidOption(f"env must be an object of strings, not {_kind(env)}")
     for key, value in env.items():
         _text(key, "env name")
@@ -209,7 +209,7 @@ def _env(env: Any) -> None:
 
 def _resources(resources: Any) -> None:
     """Dask worker resources: names as in --resources, finite amounts greater than zero."""
-    if type(resources) is not dict:
+    if type(resources) not in (dict, FrozenDict):
         raise InvalidOption(f"resources must be an object of numbers, not {_kind(resources)}")
     for name, amount in resources.items():
         _string(name, "resource name")

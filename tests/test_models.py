@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 
 import pytest
 
@@ -124,6 +126,56 @@ def test_job_round_trips_through_json():
 def test_from_dict_fills_defaults_and_ignores_unknown_keys():
     job = Job.from_dict({"id": "x", "schedule": "@daily", "command": ["x"], "added_later": 1})
     assert job == Job(id="x", schedule="@daily", command=("x",))
+
+
+def test_a_job_has_no_per_instance_dict():
+    """Memory of a daemon holding 100,000 jobs: fields in slots, no __dict__ per job."""
+    for job in (full_job(), Job.from_dict({"id": "x", "schedule": "@daily", "command": ["x"]})):
+        assert not hasattr(job, "__dict__")
+        with pytest.raises((AttributeError, TypeError)):  # TypeError: Python 3.11's frozen slots
+            job.extra = 1  # type: ignore[attr-defined]
+
+
+def test_jobs_without_env_or_resources_share_one_read_only_empty_mapping():
+    built = Job(id="a", schedule="@daily", command=("x",))
+    read = Job.from_dict({"id": "b", "schedule": "@daily", "command": ["x"]})
+    assert built.env is read.env is built.resources is read.resources
+    assert built.env == {} and not read.resources
+    with pytest.raises(TypeError, match="read-only"):
+        read.env["PATH"] = "/tmp"  # type: ignore[index]
+    with pytest.raises(TypeError, match="read-only"):
+        read.resources.update(cpu=1.0)  # type: ignore[attr-defined]
+    assert read.env == {} and Job(id="c", schedule="@daily", command=("x",)).env == {}
+    # the JSON shapes and the copies are those of plain dicts
+    data = read.to_dict()
+    assert type(data["env"]) is dict and type(data["resources"]) is dict
+    assert json.loads(json.dumps(data))["env"] == {} and "env" not in read.to_record()
+    for again in (pickle.loads(pickle.dumps(read)), copy.deepcopy(read), read.replace(retries=1)):
+        assert again.env == {} and again.resources == {} and type(again) is Job
+    assert read.replace(env={"A": "1"}).env == {"A": "1"}
+
+
+def test_from_dict_builds_the_same_job_as_the_constructor_for_every_field():
+    job = full_job()
+    again = Job.from_dict(job.to_dict())
+    assert type(again) is Job and again == job
+    assert [getattr(again, f) for f in Job.__dataclass_fields__] == [getattr(job, f) for f in Job.__dataclass_fields__]
+    with pytest.raises(Exception, match="cannot assign"):
+        again.retries = 4  # frozen as a constructed Job is
+    assert hash(Job.from_dict(BASE)) == hash(Job(id="x", schedule="* * * * *", command=("/bin/true",)))
+
+
+def test_from_dict_holds_repeated_values_of_one_load_once():
+    strings: dict = {}
+    records = [{"id": f"j{i}", "schedule": "0 " + "3 * * *", "command": ["/usr/bin/" + "backup", "--all"],
+                "timezone": "Europe/" + "Paris", "depends_on": []} for i in range(3)]
+    jobs = [Job.from_dict(r, strings) for r in records]
+    assert jobs[0].schedule is jobs[1].schedule is jobs[2].schedule
+    assert jobs[0].command is jobs[1].command and jobs[0].timezone is jobs[2].timezone
+    assert [j.id for j in jobs] == ["j0", "j1", "j2"]
+    bad = dict(records[0], command=["/bin/echo", {"not": "a string"}])  # judged by validate, as before
+    with pytest.raises(CorruptStore, match="command must be a string"):
+        Job.from_dict(bad, strings)
 
 
 BASE = {"id": "x", "schedule": "* * * * *", "command": ["/bin/true"]}

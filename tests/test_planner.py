@@ -209,6 +209,16 @@ def test_fingerprint_is_stable():
     assert len(planner.fingerprint(job())) == 16
 
 
+def test_fingerprint_is_the_one_state_db_already_holds():
+    """Fingerprints are stored: these values were computed as sha1(json.dumps([schedule,
+    zone, start_at, end_at, created_at, enabled])); another text would re-anchor every cursor."""
+    edited = Job(id="a", schedule="H 3 * * *", command=("x",), timezone="Europe/Paris",
+                 start_at="2026-01-01T00:00:00+00:00", created_at="2025-12-01T08:00:00+00:00", enabled=False)
+    assert planner.fingerprint(edited, "UTC") == "d7b3a530dd8571e2"
+    odd = Job(id="a", schedule='0 3 * * * # d\u00e9j\u00e0 "q"', command=("x",))
+    assert planner.fingerprint(odd) == "203cb77f6a7cd5f6"
+
+
 # --- overlap ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("policy", list(Overlap))

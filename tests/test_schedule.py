@@ -639,3 +639,23 @@ def test_the_machine_zone_is_etc_localtime_never_the_tz_variable(monkeypatch, tm
         assert schedule.get_zone(None).utcoffset(datetime(2026, 1, 1)) == timedelta(0)  # UTC
     finally:
         schedule.local_zone.cache_clear()
+
+
+@pytest.mark.parametrize("expr, start", [
+    ("0 0 31 * *", datetime(2025, 1, 31, 0, 0)),      # past February and April to March 31
+    ("0 0 29 2 *", datetime(2023, 3, 1)),             # to the next leap day
+    ("30 4 1,15,30 * *", datetime(2024, 2, 15, 5)),   # 30 does not exist in February
+    ("0 12 5-7 * *", datetime(2025, 12, 7, 12)),      # across the year
+    ("0 0 31 12 *", datetime(9998, 12, 31, 0, 0)),    # the last day datetime holds
+    ("* * 3 * *", datetime(2025, 6, 3, 23, 59)),
+])
+def test_plain_day_of_month_jumps_agree_with_croniter(expr, start):
+    """The plain matcher jumps to the next listed day of the month instead of walking."""
+    it = croniter(expr, start, implement_cron_bug=True)
+    expected = [it.get_next(datetime) for _ in range(4 if start.year < 9998 else 1)]
+    plain = schedule._plain_fields(expr, None, False)
+    got, wall = [], start
+    for _ in expected:
+        wall = plain.after(wall)
+        got.append(wall)
+    assert got == expected

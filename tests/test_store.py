@@ -444,8 +444,14 @@ def test_a_reload_of_a_canonical_store_decodes_only_the_changed_lines(store, hom
     assert len(store.load().valid()[0]) == 30
     decoded = []
     real = Job.from_dict.__func__
-    monkeypatch.setattr(Job, "from_dict", classmethod(lambda cls, data: decoded.append(data["id"]) or real(cls, data)))
+    monkeypatch.setattr(Job, "from_dict", classmethod(lambda cls, data, *rest: decoded.append(data["id"]) or real(cls, data, *rest)))
     monkeypatch.setattr(store_module.json, "loads", lambda text, _real=json.loads: decoded.append("json") or _real(text))
+
+    class CountingDecoder(json.JSONDecoder):
+        def decode(self, text, *args):
+            decoded.append("json")
+            return super().decode(text, *args)
+    monkeypatch.setattr(store_module, "_DECODER", CountingDecoder())
     assert len(store.load().valid()[0]) == 30 and decoded == []  # nothing decoded, nothing validated
     with store.transaction() as jobs:
         jobs["j05"] = jobs["j05"].replace(retries=4)
@@ -470,3 +476,35 @@ def test_a_hand_written_key_with_quotes_and_newlines_survives_the_line_format(st
     JobService(Home(home)).add(make_job("c"))
     data = json.loads((home / "jobs.json").read_text())["jobs"]
     assert data[key] == {"id": "other"} and sorted(data) == sorted([key, "a", "b", "c"])
+
+
+@pytest.mark.parametrize("canonical", [True, False])
+def test_a_load_holds_each_id_and_repeated_value_once(store, home, canonical):
+    """Memory of a daemon holding many jobs: a job's id is the very key string it is stored
+    under, and equal schedules and commands of one load are one object."""
+    with store.transaction() as jobs:
+        for job_id in ("a", "b", "c"):
+            jobs[job_id] = make_job(job_id, cwd="/srv")
+    if not canonical:  # a hand-edited store is parsed whole
+        (home / "jobs.json").write_text((home / "jobs.json").read_text().replace("\n", " \n"))
+    jobs, errors = store.load().valid()
+    assert errors == {} and list(jobs) == ["a", "b", "c"]
+    for key, job in jobs.items():
+        assert job.id is key
+    a, b, c = jobs.values()
+    assert a.schedule is b.schedule is c.schedule and a.command is b.command is c.command and a.cwd is c.cwd
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3])
+def test_every_line_of_a_canonical_store_is_read_by_a_whole_load(store, count):
+    """The first and last lines carry the store's head and tail: a store of one line has both."""
+    with store.transaction() as jobs:
+        for i in range(count):
+            jobs[f"j{i}"] = make_job(f"j{i}", description=f"line {i}")
+        if not count:
+            jobs["gone"] = make_job("gone")
+    if not count:
+        with store.transaction() as jobs:
+            del jobs["gone"]
+    jobs, errors = store.load().valid()
+    assert errors == {} and [(j.id, j.description) for j in jobs.values()] == [(f"j{i}", f"line {i}") for i in range(count)]

@@ -80,10 +80,10 @@ class Catalogue:
         self.jobs, self.down, self.cursors, self.heap, self.signature = {}, {}, {}, [], None
 
     def _sync_cursor(self, job: Job, state: tuple[str, str | None] | None, now: datetime) -> None:
-        fp = planner.fingerprint(job, self.config.timezone)
         old = self.jobs.get(job.id)
-        if old == job and job.id in self.cursors:
+        if (old is job or old == job) and job.id in self.cursors:
             return
+        fp = planner.fingerprint(job, self.config.timezone)
         if state and state[0] == fp:
             cursor = parse_iso(state[1])
         else:
