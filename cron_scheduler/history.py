@@ -8,6 +8,7 @@ never be launched twice, across restarts and crashes.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -128,8 +129,14 @@ _INTEGERS = ("wave", "exit_code", "output_bytes", "max_rss_kb", "missed_count", 
 
 def _run(row: sqlite3.Row) -> Run:
     """Decode a run row; CorruptRun names the run and the field when it holds no valid run
-    (a hand-edited or damaged row must not stop the daemon: see History._decode)."""
-    values = dict(row)
+    (a hand-edited or damaged row must not stop the daemon: see History._decode). A row read
+    again unchanged (the queue, read at every pass) is decoded once: Run is immutable."""
+    return _decoded(tuple(row), tuple(row.keys()))
+
+
+@functools.lru_cache(maxsize=512)
+def _decoded(row: tuple, keys: tuple[str, ...]) -> Run:
+    values = dict(zip(keys, row))
     try:
         values["status"], values["trigger"] = RunStatus(values["status"]), Trigger(values["trigger"])
         validate_job_id(values["job_id"])

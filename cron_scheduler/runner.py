@@ -141,15 +141,17 @@ def _run_dir(path: Path, create: bool = False) -> int:
     """The fd of a run file's directory, runs/<job>/ (path is <home>/runs/<job>/<file>): neither
     runs/ nor runs/<job>/ is followed through a link. create: make them (0700) if missing.
     A link raises OSError(ELOOP) naming it, which the pool records as the run's error."""
-    path = Path(path)
-    parts = (path.parent.parent.name, path.parent.name)
+    job_dir = os.path.dirname(os.fspath(path))
+    runs, job = os.path.split(job_dir)
+    home, runs_name = os.path.split(runs)
+    parts = (runs_name, job)
     try:
         try:  # mkdir of an existing directory costs as much as a create: only where missing
-            return safefs.open_dir(path.parents[2], parts)
+            return safefs.open_dir(home, parts)
         except FileNotFoundError:
             if not create:
                 raise
-        return safefs.open_dir(path.parents[2], parts, create)
+        return safefs.open_dir(home, parts, create)
     except UnsafePath as exc:
         raise OSError(errno.ELOOP, str(exc)) from None
 
@@ -158,7 +160,7 @@ def _in_run_dir(path: Path, action, create: bool = False):
     """action(dir_fd, name) on a run file, through the no-follow fd of its directory."""
     dir_fd = _run_dir(path, create)
     try:
-        return action(dir_fd, Path(path).name)
+        return action(dir_fd, os.path.basename(path))
     except UnsafePath as exc:
         raise OSError(errno.ELOOP, str(exc)) from None
     finally:
@@ -566,13 +568,14 @@ class RunOutput:
             os.close(self.pipe_fd)
             self.pipe_fd = None
 
-    def close(self) -> None:
-        """Close the pipe and the log, and remove the FIFO: the run is over."""
+    def close(self, remove_fifo: bool = True) -> None:
+        """Close the pipe and the log, and remove the FIFO (unless the caller does it later):
+        the run is over."""
         self.close_pipe()
         if self.log_fd is not None:
             os.close(self.log_fd)
             self.log_fd = None
-        if self.log_path is not None:
+        if self.log_path is not None and remove_fifo:
             remove_pipe(pipe_path(self.log_path))
 
 

@@ -21,9 +21,9 @@ from cron_scheduler.errors import UnsafePath
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _check_name(root: Path, name: str) -> None:
+def _check_name(root: os.PathLike | str, name: str) -> None:
     if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise UnsafePath(f"refusing {root / name!s}: not a plain name inside the home")
+        raise UnsafePath(f"refusing {os.path.join(root, name)}: not a plain name inside the home")
 
 
 def _refuse_link(exc: OSError, dir_fd: int, name: str, path: Path) -> None:
@@ -42,13 +42,12 @@ def _refuse_link(exc: OSError, dir_fd: int, name: str, path: Path) -> None:
 def open_dir(root: os.PathLike | str, parts: Sequence[str] = (), create: bool = False) -> int:
     """An fd of root/parts[0]/parts[1]/...: root may be a link, no part may be one.
     create: make missing parts (mode 0700)."""
-    root = Path(root)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    path = root
+    path = os.fspath(root)  # strings, not Paths: runs open their directory several times each
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for name in parts:
             _check_name(path, name)
-            path = path / name
+            path = os.path.join(path, name)
             if create:
                 try:
                     os.mkdir(name, 0o700, dir_fd=fd)
@@ -72,8 +71,8 @@ def open_at(dir_fd: int, name: str, flags: int, mode: int = 0o600, path: Path | 
     """Open `name` in the directory dir_fd without following a link there (UnsafePath).
     regular: anything but a regular file is an OSError (a FIFO or device planted in the home
     would block or worse)."""
-    shown = path if path is not None else Path(name)
-    _check_name(shown.parent, name)
+    shown = path if path is not None else name
+    _check_name(os.path.dirname(shown), name)
     extra = os.O_NONBLOCK if regular else 0
     try:
         fd = os.open(name, flags | extra | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
