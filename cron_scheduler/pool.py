@@ -264,11 +264,10 @@ class LocalPool(Pool):
             ready.append((got[1].spec, got[0], got[1], started))
         todo = [r for r in ready if r is not None]
         cold = [r[2] for r in todo if r[2].pid is None]  # not armed: spawned now
-        if len(cold) > 1:
-            spawned = dict(zip(map(id, cold), self._threads().map(_start_quiet, cold)))
-        else:
-            spawned = {id(p): _start_quiet(p) for p in cold}
-        outcomes = [spawned.get(id(r[2])) or _start_quiet(r[2]) for r in todo]  # armed: a write each
+        spawns = self._threads().map(_start_quiet, cold) if len(cold) > 1 else map(_start_quiet, cold)
+        spawned = dict(zip(map(id, cold), spawns))
+        # an armed run's start is one write: on this thread
+        outcomes = [spawned[id(p)] if id(p) in spawned else _start_quiet(p) for _, _, p, _ in todo]
         for index, item in enumerate(ready):
             if item is None:
                 continue
