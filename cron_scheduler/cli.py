@@ -120,19 +120,20 @@ def add_cmd(job_id, schedule_expr, command, shell, paused, replace, no_check, as
 
 
 def _print_job_added(service, job, as_json: bool, opts: dict | None = None) -> None:
+    from cron_scheduler.home import load_config
     from cron_scheduler.jobs import job_view, next_runs
     from cron_scheduler.lint import job_warnings
     from cron_scheduler.models import utcnow
     nxt = next_runs(job, utcnow(), 1, service.default_zone()) if job.enabled else []
     prog = click.get_current_context().find_root().info_name or "cron-scheduler"
-    for warning in job_warnings(job, opts or {}, nxt[0] if nxt else None, utcnow()):
+    config = load_config(service.home)
+    for warning in job_warnings(job, opts or {}, nxt[0] if nxt else None, utcnow(), config.channels):
         click.echo(f"{prog}: warning: {job.id}: {warning}", err=True)
     if as_json:
         emit_json(job_view(job, nxt[0] if nxt else None))
     else:
-        from cron_scheduler.home import load_config
         from cron_scheduler.humanize import viewer_zone, when  # as views.text_zone, without its imports
-        shown = when(nxt[0], viewer_zone(load_config(service.home).timezone), utcnow()) if nxt else "-"
+        shown = when(nxt[0], viewer_zone(config.timezone), utcnow()) if nxt else "-"
         click.echo(f"{job.id}: saved ({job.schedule}); next run {shown}")
 
 

@@ -40,12 +40,13 @@ def _warn(service, pipe, changes) -> None:
     from cron_scheduler.jobs import next_runs
     from cron_scheduler.lint import job_warnings
     from cron_scheduler.models import utcnow
-    now = utcnow()
+    from cron_scheduler.home import load_config
+    now, channels = utcnow(), load_config(service.home).channels
     for change in changes:
         if change.kind in ("added", "changed"):
             job = pipe.entries[change.job_id].job
             nxt = next_runs(job, now, 1, service.default_zone()) if job.enabled else []
-            for warning in job_warnings(job, {}, nxt[0] if nxt else None, now):
+            for warning in job_warnings(job, {}, nxt[0] if nxt else None, now, channels):
                 click.echo(f"cron-scheduler: warning: {job.id}: {warning}", err=True)
 
 

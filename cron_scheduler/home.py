@@ -95,6 +95,11 @@ class Config:
     executor: str = "local"  # where runs execute: "local" (this host) or "dask" (a Dask cluster)
     dask_scheduler: str | None = None  # the Dask scheduler's address, e.g. tcp://HOST:8786
 
+    @property
+    def channels(self) -> set[str]:
+        """The names of the alert channels ([notify.channels.NAME])."""
+        return set(self.notify.get("channels", {}))
+
 
 MAX_WORKERS = 1000
 MAX_GRACE = 86400.0  # one day between SIGTERM and SIGKILL is already far too long

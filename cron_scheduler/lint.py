@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,16 @@ from cron_scheduler.models import Job, parse_iso
 FAR_AWAY = timedelta(days=365)
 
 
-def job_warnings(job: Job, opts: dict[str, Any], next_run: datetime | None, now: datetime) -> list[str]:
-    """`opts`: the raw options given (None = not given); `next_run`: the job's next fire time."""
+def job_warnings(job: Job, opts: dict[str, Any], next_run: datetime | None, now: datetime,
+                 channels: Collection[str] = ()) -> list[str]:
+    """`opts`: the raw options given (None = not given); `next_run`: the job's next fire time;
+    `channels`: the alert channels config.toml defines now."""
     warnings = []
+    unknown = [name for name in job.notify_to if name not in channels]
+    if unknown:
+        defined = ", ".join(sorted(channels)) or "none yet"
+        warnings.append(f"--notify-to names {', '.join(map(repr, unknown))}, not a channel of config.toml "
+                        f"(it has: {defined}): alerts meant for it go nowhere until it is added")
     end_at = parse_iso(job.end_at)
     if job.enabled and end_at is not None and end_at <= now:
         warnings.append(f"--end-at {job.end_at} is already past: the job will never run")

@@ -3,6 +3,7 @@ command summaries, names next to run ids."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -108,3 +109,24 @@ def test_run_ids_are_named_in_the_order_the_jobs_were_given():
     jobs = {2: "long3", 3: "long1", 4: "long2"}
     assert named_runs([2, 3, 4], jobs, ["long1", "long2", "long3"]) == "3 (long1), 4 (long2), 2 (long3)"
     assert named_runs([5, 2], {2: "a"}) == "2 (a), 5"
+
+
+def test_notify_to_a_channel_config_toml_does_not_define_is_saved_with_a_warning(tmp_path):
+    """--notify-to names are checked against config.toml when the job is saved: an unknown one
+    (a typo, or a channel not added yet) is said on stderr; the job is saved as given."""
+    home = tmp_path / "h"
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text('[notify.channels.ops]\nurls = ["json://localhost:9/"]\n')
+    result = cli(home, "j", "--notify-to", "ops,opps", "@daily", "/bin/true", prog="create_cron")
+    assert result.returncode == 0, result.stderr
+    assert ("create_cron: warning: j: --notify-to names 'opps', not a channel of config.toml (it has: ops)"
+            in result.stderr)
+    assert "'ops'" not in result.stderr
+    assert json.loads(cli(home, "show", "j", "--json").stdout)["notify_to"] == ["ops", "opps"]
+    quiet = cli(home, "k", "--notify-to", "ops", "@daily", "/bin/true", prog="create_cron")
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr
+    pipeline = tmp_path / "jobs.yaml"
+    pipeline.write_text("jobs:\n  p:\n    schedule: '@daily'\n    command: /bin/true\n    notify_to: [pager]\n")
+    applied = cli(home, "apply", str(pipeline))
+    assert applied.returncode == 0, applied.stderr
+    assert "warning: p: --notify-to names 'pager', not a channel of config.toml (it has: ops)" in applied.stderr
