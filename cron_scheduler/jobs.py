@@ -203,14 +203,6 @@ def check_graph(deps: dict[str, list[str]] | Any, roots: list[str] | None = None
                 stack.append((dep, iter(get(dep))))
 
 
-def downstream(jobs: dict[str, Job]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {job_id: [] for job_id in jobs}
-    for job in jobs.values():
-        for dep in job.depends_on:
-            out.setdefault(dep, []).append(job.id)
-    return out
-
-
 def _check_upstreams(jobs: Any, job: Job) -> None:
     """A new dependency on a quarantined job would never run: refuse it when written."""
     for dep in job.depends_on:

@@ -207,8 +207,9 @@ def _blame(upstream: str, run: Run) -> str:
 
 
 def dependents(jobs: dict[str, Job]) -> dict[str, list[str]]:
-    """Job id -> the ids of the jobs that depend on it directly."""
-    down: dict[str, list[str]] = {}
+    """Job id -> the ids of the jobs that depend on it directly (every job has an entry; an
+    upstream that is not among the jobs too, when some job names it)."""
+    down: dict[str, list[str]] = {job_id: [] for job_id in jobs}
     for job in jobs.values():
         for dep in job.depends_on:
             down.setdefault(dep, []).append(job.id)

@@ -9,9 +9,9 @@ from typing import Any
 from cron_scheduler import schedule
 from cron_scheduler.errors import InvalidSchedule
 from cron_scheduler.home import Home, load_config
-from cron_scheduler.jobs import JobService, downstream, job_view, next_runs, zone_of
+from cron_scheduler.jobs import JobService, job_view, next_runs, zone_of
 from cron_scheduler.models import Job, format_duration, parse_iso, utcnow
-from cron_scheduler.planner import fingerprint
+from cron_scheduler.planner import dependents, fingerprint
 from cron_scheduler.validate import printable_id
 
 
@@ -19,7 +19,7 @@ def list_view(home: Home) -> list[dict[str, Any]]:
     stored = JobService(home).store.load()
     jobs, errors = stored.valid()
     default = load_config(home).timezone
-    zone, now, down = schedule.get_zone(default), utcnow().replace(microsecond=0), downstream(jobs)
+    zone, now, down = schedule.get_zone(default), utcnow().replace(microsecond=0), dependents(jobs)
     cursors = _daemon_cursors(home) if jobs else {}
     rows = []
     for job in sorted(jobs.values(), key=lambda j: j.id):
@@ -69,7 +69,7 @@ def show_view(home: Home, job_id: str, usual: bool = False) -> dict[str, Any]:
         return invalid_view(job_id, stored.raw(job_id), errors[job_id])
     job = service._get(jobs, job_id)
     nxt = next_runs(job, utcnow(), 1, service.default_zone()) if job.enabled else []
-    view = job_view(job, nxt[0] if nxt else None, downstream(jobs)[job_id])
+    view = job_view(job, nxt[0] if nxt else None, dependents(jobs)[job_id])
     if not usual:  # the JSON shape stays the one of `list --json`
         return view
     if home.state_db.exists():  # its usual duration: p50/p95 of its last 20 successful runs
@@ -246,7 +246,7 @@ def graph_lines(home: Home, root: str | None) -> list[str]:
     depends on it, indented. With a job: the job, its upstream chain (what runs before it, each
     with its own upstreams indented under it) and its downstream tree (what runs after it)."""
     jobs = _graph_jobs(home, root)
-    down = downstream(jobs)
+    down = dependents(jobs)
     lines: list[str] = []
 
     def label(job_id: str) -> str:
@@ -285,7 +285,7 @@ def graph_view(home: Home, root: str | None) -> dict[str, Any]:
     """`graph --json`: every job with its direct upstreams and downstreams; with a job, its
     upstream and downstream trees (nested {id, schedule, upstream|downstream})."""
     jobs = _graph_jobs(home, root)
-    down = downstream(jobs)
+    down = dependents(jobs)
     if root is None:
         return {"jobs": [{"id": j, "schedule": jobs[j].schedule, "depends_on": list(jobs[j].depends_on),
                           "downstream": sorted(down[j])} for j in sorted(jobs)]}
