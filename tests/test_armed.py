@@ -41,55 +41,50 @@ def held_process(spec: RunSpec) -> int:
     return wait_until("the armed process", lambda: next(iter(find_marked(spec.marker)), None))
 
 
-def test_a_prepared_run_waits_in_its_cgroup_and_runs_its_program_only_when_submitted(tmp_path, cgroups):
+@pytest.fixture
+def pool(cgroups):
     pool = LocalPool(max_workers=2)
-    try:
-        spec = touch_spec(tmp_path, 1)
-        pool.prepare(spec)
-        pid = held_process(spec)
-        wait_until("it joined its cgroup", lambda: pid in cgroups.pids(spec.marker))
-        time.sleep(0.3)  # the program has had every chance to run early: it must not have
-        assert not (tmp_path / "ran-1").exists()
-        assert pool.submit(spec)["pid"] == pid  # the same process becomes the run
-        (result,) = run_until_done(pool)
-        assert (result.run_id, result.exit_code) == (1, 0)
-        assert (tmp_path / "ran-1").read_text() == "ran\n"
-    finally:
-        pool.shutdown(1.0)
+    yield pool
+    pool.shutdown(1.0)
 
 
-def test_no_more_runs_are_armed_than_there_are_workers(tmp_path, cgroups):
-    pool = LocalPool(max_workers=2)
+def test_a_prepared_run_waits_in_its_cgroup_and_runs_its_program_only_when_submitted(tmp_path, cgroups, pool):
+    spec = touch_spec(tmp_path, 1)
+    pool.prepare(spec)
+    pid = held_process(spec)
+    wait_until("it joined its cgroup", lambda: pid in cgroups.pids(spec.marker))
+    time.sleep(0.3)  # the program has had every chance to run early: it must not have
+    assert not (tmp_path / "ran-1").exists()
+    assert pool.submit(spec)["pid"] == pid  # the same process becomes the run
+    (result,) = run_until_done(pool)
+    assert (result.run_id, result.exit_code) == (1, 0)
+    assert (tmp_path / "ran-1").read_text() == "ran\n"
+
+
+def test_no_more_runs_are_armed_than_there_are_workers(tmp_path, pool):
     specs = [touch_spec(tmp_path, i) for i in range(1, 6)]
-    try:
-        for spec in specs:
-            pool.prepare(spec)
-        for spec in specs[:2]:
-            held_process(spec)
-        time.sleep(0.3)
-        assert [bool(find_marked(s.marker)) for s in specs] == [True, True, False, False, False]
-        pool.submit_many(specs[:2])
-        for spec in specs[2:4]:  # the freed places go to the next prepared runs
-            held_process(spec)
-    finally:
-        pool.shutdown(1.0)
-
-
-def test_a_discarded_armed_run_never_runs_and_leaves_no_process_nor_cgroup(tmp_path, cgroups):
-    pool = LocalPool(max_workers=2)
-    try:
-        spec = touch_spec(tmp_path, 1)
+    for spec in specs:
         pool.prepare(spec)
-        pid = held_process(spec)
-        pool.discard(1)
-        assert not find_marked(spec.marker)
-        with pytest.raises(ChildProcessError):  # reaped: no zombie left behind
-            os.waitpid(pid, os.WNOHANG)
-        assert not cgroups.path(spec.marker).exists()
-        assert not (tmp_path / "ran-1").exists()
-        assert not list((tmp_path / "home" / "runs" / "j").glob("*.pipe"))
-    finally:
-        pool.shutdown(1.0)
+    for spec in specs[:2]:
+        held_process(spec)
+    time.sleep(0.3)
+    assert [bool(find_marked(s.marker)) for s in specs] == [True, True, False, False, False]
+    pool.submit_many(specs[:2])
+    for spec in specs[2:4]:  # the freed places go to the next prepared runs
+        held_process(spec)
+
+
+def test_a_discarded_armed_run_never_runs_and_leaves_no_process_nor_cgroup(tmp_path, cgroups, pool):
+    spec = touch_spec(tmp_path, 1)
+    pool.prepare(spec)
+    pid = held_process(spec)
+    pool.discard(1)
+    assert not find_marked(spec.marker)
+    with pytest.raises(ChildProcessError):  # reaped: no zombie left behind
+        os.waitpid(pid, os.WNOHANG)
+    assert not cgroups.path(spec.marker).exists()
+    assert not (tmp_path / "ran-1").exists()
+    assert not list((tmp_path / "home" / "runs" / "j").glob("*.pipe"))
 
 
 def test_armed_runs_exit_without_running_when_their_daemon_is_killed(tmp_path, cgroups):
