@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 SPAWN_THREADS = 4  # spawns of one instant in flight at once (measured on 2 cores: 4 > 2 > 1)
 OUTPUT_GRACE = 1.0  # after the main process exits, how long descendants may hold the pipe
 LEFTOVERS = 256  # finished runs whose FIFO and cgroup may wait for removal while others run
+# Prepared runs armed ahead at the most (or max_workers, if more): their processes wait before
+# the run's program. Arming a second's runs before its instant, not only the first max_workers,
+# takes each one's spawn and cgroup join out of the busy part of that second.
+ARMED_AHEAD = 128
 NO_PIDFD_POLL = 0.5  # exit polling interval on kernels without pidfd_open
 UNKNOWN_STATUS = "exit status unknown (re-supervised after daemon restart)"
 LOST_STATUS = "exit status lost (the process was reaped elsewhere)"
@@ -211,12 +215,13 @@ class LocalPool(Pool):
                 runner.discard(prepared)
 
     def _arm_more(self) -> None:
-        """Keep up to max_workers prepared runs armed (runner.arm: the process spawned and in
-        its cgroup, held before the run's program), in the order they were prepared, on the
-        spawn threads and without waiting for them: their start is then a write."""
+        """Keep up to ARMED_AHEAD (or max_workers) prepared runs armed (runner.arm: the process
+        spawned and in its cgroup, held before the run's program), in the order they were
+        prepared, on the spawn threads and without waiting for them: their start is then a write."""
+        limit = max(self.max_workers, ARMED_AHEAD)
         armed = sum(1 for _, _, arming in self._prepared.values() if arming is not None)
         for run_id, (log_fd, prepared, arming) in self._prepared.items():
-            if armed >= self.max_workers:
+            if armed >= limit:
                 return
             if arming is None and prepared.held:
                 self._prepared[run_id] = (log_fd, prepared, self._threads().submit(_arm_quiet, prepared))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness import wait_until
+from cron_scheduler import pool as pool_module
 from cron_scheduler.pool import LocalPool
 from cron_scheduler.runner import RunSpec, find_marked
 from test_cgroup import cgroups, run_until_done  # noqa: F401 - the fixture
@@ -61,17 +62,32 @@ def test_a_prepared_run_waits_in_its_cgroup_and_runs_its_program_only_when_submi
     assert (tmp_path / "ran-1").read_text() == "ran\n"
 
 
-def test_no_more_runs_are_armed_than_there_are_workers(tmp_path, pool):
+def test_no_more_runs_are_armed_than_the_bound(tmp_path, pool, monkeypatch):
+    """ARMED_AHEAD prepared runs at the most (max_workers where that is more), in the order
+    they were prepared; a start frees a place for the next one."""
+    monkeypatch.setattr(pool_module, "ARMED_AHEAD", 3)  # the pool has 2 workers
     specs = [touch_spec(tmp_path, i) for i in range(1, 6)]
     for spec in specs:
         pool.prepare(spec)
-    for spec in specs[:2]:
+    for spec in specs[:3]:
         held_process(spec)
     time.sleep(0.3)
-    assert [bool(find_marked(s.marker)) for s in specs] == [True, True, False, False, False]
+    assert [bool(find_marked(s.marker)) for s in specs] == [True, True, True, False, False]
     pool.submit_many(specs[:2])
-    for spec in specs[2:4]:  # the freed places go to the next prepared runs
+    for spec in specs[3:5]:  # the freed places go to the next prepared runs
         held_process(spec)
+    monkeypatch.setattr(pool_module, "ARMED_AHEAD", 1)  # below max_workers: max_workers rules
+    other = LocalPool(max_workers=2)
+    try:
+        more = [touch_spec(tmp_path, i) for i in range(6, 9)]
+        for spec in more:
+            other.prepare(spec)
+        for spec in more[:2]:
+            held_process(spec)
+        time.sleep(0.3)
+        assert not find_marked(more[2].marker)
+    finally:
+        other.shutdown(1.0)
 
 
 def test_a_discarded_armed_run_never_runs_and_leaves_no_process_nor_cgroup(tmp_path, cgroups, pool):
