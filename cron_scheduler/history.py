@@ -189,6 +189,7 @@ class History:
         self.busy_timeout = CLI_BUSY_TIMEOUT
         self._on_demand = False  # commits fsynced only where a claim needs it (sync_on_claims)
         self._must_sync = False  # the open transaction claimed a run
+        self._full = False  # the open transaction commits with FULL (transaction(durable=True))
 
     # --- opening -----------------------------------------------------------------------
 
@@ -241,8 +242,9 @@ class History:
     def sync_on_claims(self) -> None:
         """The daemon's commits: not fsynced one by one (synchronous=NORMAL, which a crash
         of the process never loses, only a power loss may), except a transaction that claims
-        a run (`claim`): a process may start on the strength of it, so its commit ends with a
-        FULL commit that fsyncs the WAL, and with it every commit before it."""
+        a run (`claim`): a process may start on the strength of it. Such a transaction is
+        opened durable (FULL: its COMMIT fsyncs the WAL, and with it every commit before it);
+        a claim in any other transaction is followed by a FULL commit of its own."""
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self._on_demand = True
 
@@ -251,7 +253,7 @@ class History:
         exists): on disk, whatever the sync mode, once the enclosing transaction is committed."""
         with self.transaction():
             self.update_run(run_id, **values)
-            self._must_sync = self._on_demand
+            self._must_sync = self._on_demand and not self._full
 
     def _sync(self) -> None:
         """Make every commit so far durable: a FULL commit of the smallest write there is
@@ -265,12 +267,18 @@ class History:
             self.conn.execute("PRAGMA synchronous=NORMAL")
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One write transaction; a nested one joins the enclosing transaction."""
+    def transaction(self, durable: bool = False) -> Iterator[None]:
+        """One write transaction; a nested one joins the enclosing transaction. durable: it
+        commits with FULL whatever the sync mode (the daemon's transactions that claim runs:
+        fsynced in their own COMMIT, under the one write lock they hold)."""
         if self.conn.in_transaction:
             yield
             return
+        full = durable and self._on_demand
         try:
+            if full:
+                self.conn.execute("PRAGMA synchronous=FULL")
+                self._full = True
             self.conn.execute("BEGIN IMMEDIATE")
             yield
             self.conn.execute("COMMIT")
@@ -288,6 +296,10 @@ class History:
             self._must_sync = False
             self._rollback()
             raise
+        finally:
+            if full:
+                self._full = False
+                self.conn.execute("PRAGMA synchronous=NORMAL")
 
     def _rollback(self) -> None:
         if self.conn.in_transaction:  # a failed COMMIT leaves the transaction open

@@ -369,4 +369,22 @@ def test_a_run_is_spawned_only_after_its_claim_was_fsynced(site):
     for run_id, before in seen.items():
         claim = max(i for i, s in enumerate(before) if s.startswith("UPDATE runs SET marker")
                     and s.endswith(f"WHERE run_id = {run_id}"))
-        assert "PRAGMA synchronous=FULL" in before[claim:], f"run {run_id} spawned before its claim was fsynced"
+        assert _fsynced_after(before, claim), f"run {run_id} spawned before its claim was fsynced"
+
+
+def _fsynced_after(statements: list[str], index: int) -> bool:
+    """Whether a commit made with synchronous=FULL follows statements[index] (a COMMIT, or an
+    autocommit write outside a transaction: either fsyncs the WAL with everything before it)."""
+    full = in_transaction = False
+    for i, sql in enumerate(statements):
+        if sql.startswith("PRAGMA synchronous="):
+            full = sql.endswith("FULL")
+        elif sql.startswith("BEGIN"):
+            in_transaction = True
+        elif sql == "COMMIT":
+            in_transaction = False
+            if full and i > index:
+                return True
+        elif full and not in_transaction and i > index and sql.startswith("PRAGMA user_version ="):
+            return True
+    return False

@@ -56,8 +56,9 @@ def test_commits_are_durable_synchronous_full_in_wal_mode(tmp_path):
 
 def test_the_daemon_fsyncs_only_the_commits_that_claim_a_run(tmp_path):
     """sync_on_claims: plain commits are NORMAL (no fsync; a crash of the process loses none of
-    them); a transaction that claims a run ends with a FULL commit, which fsyncs the WAL with
-    every commit before it, before the caller goes on to spawn the run."""
+    them); a transaction that claims a run commits with FULL (opened durable), or else ends
+    with a FULL commit of its own, which fsyncs the WAL with every commit before it, before the
+    caller goes on to spawn the run."""
     with History.opened(Home(tmp_path / "home")) as history:
         history.sync_on_claims()
         run_id = history.add_run(RunStatus.QUEUED, "2026-01-01T00:00:00+00:00", job_id="a",
@@ -79,6 +80,12 @@ def test_the_daemon_fsyncs_only_the_commits_that_claim_a_run(tmp_path):
         with history.transaction():  # the claim's sync was taken: the next plain commit is NORMAL
             history.update_run(run_id, output_path="/y.log")
         assert not [s for s in statements if "synchronous" in s]
+        statements.clear()
+        with history.transaction(durable=True):  # where claims are made: FULL in its own COMMIT
+            history.claim(run_id, marker="m2", output_path="/x.log")
+        assert statements[:2] == ["PRAGMA synchronous=FULL", "BEGIN IMMEDIATE"]
+        assert statements[-2:] == ["COMMIT", "PRAGMA synchronous=NORMAL"]  # no second write after it
+        assert history.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
 
 
 def test_a_write_locked_by_another_process_fails_fast_with_a_clear_message(tmp_path):

@@ -38,7 +38,7 @@ class Launcher:
             return
         fresh = [(job, run) for job, run in chosen if run.run_id not in self.prepared]
         if fresh:
-            with self.history.transaction():
+            with self.history.transaction(durable=True):  # the claims: on disk before the spawns
                 for job, run in fresh:
                     self._claim(job, run, now)
         specs = [self.prepared.pop(run.run_id)[2] for _, run in chosen]
