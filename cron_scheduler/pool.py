@@ -175,6 +175,8 @@ class LocalPool(Pool):
         self._spawner = None  # threads for spawning several runs at one instant
         # prepared runs: run id -> (log fd, spawn, its arming on a spawn thread or None)
         self._prepared: dict[int, tuple[int, runner.Prepared, Future | None]] = {}
+        self._unarmed: dict[int, None] = {}  # prepared runs that could be armed, in prepare order
+        self._armed = 0  # prepared runs armed (or arming)
         if reap_orphans:
             self.loop.on_wake(self._service_soon)  # SIGCHLD
 
@@ -200,32 +202,43 @@ class LocalPool(Pool):
         except SPAWN_ERRORS:
             return
         try:
-            self._prepared[spec.run_id] = (log_fd, runner.prepare(spec), None)
+            prepared = runner.prepare(spec)
         except SPAWN_ERRORS:
             os.close(log_fd)
             return
+        self._prepared[spec.run_id] = (log_fd, prepared, None)
+        if prepared.held:
+            self._unarmed[spec.run_id] = None
         self._arm_more()
 
     def discard(self, run_id: int) -> None:
-        ready = self._prepared.pop(run_id, None)
+        ready = self._take(run_id)
         if ready is not None:
             log_fd, prepared, arming = ready
             os.close(log_fd)
             if arming is None or arming.result() is None:  # a failed arming left nothing behind
                 runner.discard(prepared)
 
+    def _take(self, run_id: int) -> tuple[int, runner.Prepared, Future | None] | None:
+        """A prepared run out of the prepared ones (to start it or discard it)."""
+        ready = self._prepared.pop(run_id, None)
+        if ready is not None and ready[2] is not None:
+            self._armed -= 1
+        self._unarmed.pop(run_id, None)
+        return ready
+
     def _arm_more(self) -> None:
         """Keep up to ARMED_AHEAD (or max_workers) prepared runs armed (runner.arm: the process
         spawned and in its cgroup, held before the run's program), in the order they were
-        prepared, on the spawn threads and without waiting for them: their start is then a write."""
+        prepared, on the spawn threads and without waiting for them: their start is then a write.
+        Called at every prepare and start: a count and a queue, no scan of the prepared runs."""
         limit = max(self.max_workers, ARMED_AHEAD)
-        armed = sum(1 for _, _, arming in self._prepared.values() if arming is not None)
-        for run_id, (log_fd, prepared, arming) in self._prepared.items():
-            if armed >= limit:
-                return
-            if arming is None and prepared.held:
-                self._prepared[run_id] = (log_fd, prepared, self._threads().submit(_arm_quiet, prepared))
-                armed += 1
+        while self._armed < limit and self._unarmed:
+            run_id = next(iter(self._unarmed))
+            del self._unarmed[run_id]
+            log_fd, prepared, _ = self._prepared[run_id]
+            self._prepared[run_id] = (log_fd, prepared, self._threads().submit(_arm_quiet, prepared))
+            self._armed += 1
 
     def _threads(self):
         if self._spawner is None:
@@ -250,7 +263,7 @@ class LocalPool(Pool):
             if got is not None and got[1].spec.marker != spec.marker:
                 self.discard(spec.run_id)
                 got = None
-            self._prepared.pop(spec.run_id, None)
+            self._take(spec.run_id)
             log_fd = None
             try:
                 if got is None:
