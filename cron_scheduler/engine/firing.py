@@ -38,7 +38,7 @@ class Firing:
             return
         deferred: list[tuple[str, datetime]] = []
         busy: set[str] | None = None
-        with self.history.transaction(durable=True):  # it may claim runs prepared ahead
+        with self.history.transaction(durable=self.launcher is not None):  # it claims runs prepared ahead
             while (item := self.catalogue.pop_due(horizon)) is not None:
                 job_id, when = item
                 if when <= now:
