@@ -66,28 +66,27 @@ def test_no_more_runs_are_armed_than_the_bound(tmp_path, pool, monkeypatch):
     """ARMED_AHEAD prepared runs at the most (max_workers where that is more), in the order
     they were prepared; a start frees a place for the next one."""
     monkeypatch.setattr(pool_module, "ARMED_AHEAD", 3)  # the pool has 2 workers
-    specs = [touch_spec(tmp_path, i) for i in range(1, 6)]
-    for spec in specs:
-        pool.prepare(spec)
-    for spec in specs[:3]:
-        held_process(spec)
-    time.sleep(0.3)
-    assert [bool(find_marked(s.marker)) for s in specs] == [True, True, True, False, False]
+    specs = prepare_and_count_armed(pool, [touch_spec(tmp_path, i) for i in range(1, 6)], 3)
     pool.submit_many(specs[:2])
     for spec in specs[3:5]:  # the freed places go to the next prepared runs
         held_process(spec)
     monkeypatch.setattr(pool_module, "ARMED_AHEAD", 1)  # below max_workers: max_workers rules
     other = LocalPool(max_workers=2)
     try:
-        more = [touch_spec(tmp_path, i) for i in range(6, 9)]
-        for spec in more:
-            other.prepare(spec)
-        for spec in more[:2]:
-            held_process(spec)
-        time.sleep(0.3)
-        assert not find_marked(more[2].marker)
+        prepare_and_count_armed(other, [touch_spec(tmp_path, i) for i in range(6, 9)], 2)
     finally:
         other.shutdown(1.0)
+
+
+def prepare_and_count_armed(pool: LocalPool, specs: list[RunSpec], armed: int) -> list[RunSpec]:
+    """Prepare specs; the first `armed` of them get their process, the others none."""
+    for spec in specs:
+        pool.prepare(spec)
+    for spec in specs[:armed]:
+        held_process(spec)
+    time.sleep(0.3)  # a process the bound should have refused has had every chance to appear
+    assert [bool(find_marked(s.marker)) for s in specs] == [True] * armed + [False] * (len(specs) - armed)
+    return specs
 
 
 def test_a_discarded_armed_run_never_runs_and_leaves_no_process_nor_cgroup(tmp_path, cgroups, pool):
