@@ -6,6 +6,7 @@ a peer scheduler measured in the same run, so results compare across machines an
     python scripts/bench.py cli idle     # some of: cli idle lag burst
     python scripts/bench.py --quick      # shorter windows (under 5 minutes in all)
     python scripts/bench.py --write      # also rewrite benchmarks/RESULTS.md and README's table
+    python scripts/bench.py --dir PATH   # make the homes under PATH (the file system matters)
 
 Scenarios:
   cli    create_cron with 1,000 / 10,000 / 100,000 jobs in the store, `list` and
@@ -424,12 +425,28 @@ def targets(r: dict) -> list[tuple[str, str, str, bool]]:
     return out
 
 
-def machine() -> str:
+def machine(where: Path) -> str:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor() or "?")
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     return (f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, Python {platform.python_version()}; "
-            f"load average at the start {load}")
+            f"homes on {filesystem(where)}; load average at the start {load}")
+
+
+def filesystem(path: Path, mountinfo: str = "/proc/self/mountinfo", sysfs: str = "/sys/fs/ext4") -> str:
+    """The file system the homes live on: each run creates files there, and the cost of that
+    depends on it (ext4 without a journal scans recently deleted inodes at every create)."""
+    path = os.path.realpath(path)
+    mount, fstype, source = "", "?", "?"
+    for line in Path(mountinfo).read_text().splitlines():  # the last mount over path wins
+        fields = line.split()
+        point, (kind, device) = fields[4], fields[fields.index("-") + 1:][:2]
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(mount):
+            mount, fstype, source = point, kind, device
+    task = Path(sysfs) / os.path.basename(source) / "journal_task"
+    if fstype == "ext4" and task.exists():
+        fstype += " without a journal" if task.read_text().strip() == "<none>" else " with a journal"
+    return f"{fstype} ({source} at {mount})"
 
 
 def table(rows: list[tuple[str, str, str, bool]]) -> str:
@@ -469,13 +486,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--write", action="store_true", help="rewrite benchmarks/RESULTS.md and README's table")
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()),
+                        help="where the benchmark's homes are made (default: the temp directory)")
     args = parser.parse_args()
-    about = machine()
+    if not args.dir.is_dir():
+        parser.error(f"--dir {args.dir}: not a directory")
+    about = machine(args.dir)
     results = {}
     started = time.monotonic()
     if not args.json:
         print(f"machine: {about}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for name in args.scenarios or SCENARIOS:
             results[name] = SCENARIOS[name](Path(tmp), args.quick)
             if not args.json:
