@@ -472,9 +472,10 @@ def write_results(results: dict, rows: list, about: str, command: str) -> None:
     body = readme.read_text()
     section = re.search(r"(?ms)^## Performance\n.*?(?=^## )", body)
     if section:
-        new = ("## Performance\n\n`python scripts/bench.py [cli idle lag burst] [--quick] [--write]` measures "
-               "each target\nagainst baselines and peer schedulers (`schedule`, APScheduler 3.11, from a bench-only "
-               "venv)\nmeasured in the same run. Latest run, on "
+        new = ("## Performance\n\n`python scripts/bench.py [cli idle lag burst] [--quick] [--write] [--dir PATH]` "
+               "measures each target\nagainst baselines and peer schedulers (`schedule`, APScheduler 3.11, from a "
+               "bench-only venv)\nmeasured in the same run. Each run creates files (its log, its output FIFO), so "
+               "the file system\nthe home is on matters: `--dir` puts the benchmark's homes there. Latest run, on "
                f"{about}\n(all figures, before/after and the profiles of the misses: "
                f"[benchmarks/RESULTS.md](benchmarks/RESULTS.md)):\n\n{table(rows)}\n\n")
         readme.write_text(body[:section.start()] + new + body[section.end():])
