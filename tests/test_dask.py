@@ -4,11 +4,18 @@ workers run on this host, so /proc shows what is left of a run on "its worker"."
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
 from harness import DEADLINE, Env, marked_processes, temp_env, wait_until
+from cron_scheduler.executors import dask_worker
+from cron_scheduler.executors.dask_worker import SUPERVISOR_VAR
+from cron_scheduler.runner import MARKER_VAR, process_running, process_start_time
 from cron_scheduler.errors import InvalidOption
 from cron_scheduler.home import Config, Home, load_config
 from cron_scheduler.models import Job, parse_resources
@@ -32,6 +39,54 @@ def run_now(env: Env, job_id: str) -> int:
 
 def ppid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+
+
+def _spawn_marked(marker: str, supervisor: str | None) -> subprocess.Popen:
+    """A stand-in for a run's process on a worker's host: the run's marker, and the pid and
+    start time of the worker process supervising it, as dask_worker._spawn writes them."""
+    env = dict(os.environ, **{MARKER_VAR: marker})
+    if supervisor is not None:
+        env[SUPERVISOR_VAR] = supervisor
+    return subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+
+
+PID_NS = os.readlink("/proc/self/ns/pid").strip("pid:[]")
+
+
+def _gone_supervisor() -> str:
+    """A supervisor as _spawn writes it, of a process that has exited."""
+    gone = subprocess.Popen(["sleep", "60"])
+    started = process_start_time(gone.pid)
+    gone.kill()
+    gone.wait()
+    return f"{gone.pid}:{started}:{PID_NS}"
+
+
+def test_kill_orphans_kills_only_runs_whose_supervising_worker_is_gone():
+    me = os.getpid()
+    names = ("orphan", "reused", "supervised", "local", "other namespace")
+    markers = {name: f"{name.replace(' ', '-')}-{uuid.uuid4().hex}" for name in names}
+    procs = {"orphan": _spawn_marked(markers["orphan"], _gone_supervisor()),
+             # its supervisor's pid is alive, but it is another process (started at another time)
+             "reused": _spawn_marked(markers["reused"], f"{me}:1:{PID_NS}"),
+             "supervised": _spawn_marked(markers["supervised"], f"{me}:{process_start_time(me)}:{PID_NS}"),
+             "local": _spawn_marked(markers["local"], None),  # a local pool's run: no supervisor
+             # spawned by a worker in a container: its pid means nothing here
+             "other namespace": _spawn_marked(markers["other namespace"], f"{me}:1:1")}
+    try:
+        wait_until("the stand-ins exec'd sleep", lambda: all(
+            Path(f"/proc/{p.pid}/cmdline").read_bytes().startswith(b"sleep") for p in procs.values()))
+        killed = set(dask_worker.kill_orphans())  # (and any other orphan on this machine)
+        assert {markers["orphan"], markers["reused"]} <= killed
+        assert not {markers["supervised"], markers["local"], markers["other namespace"]} & killed
+        assert procs["orphan"].wait(timeout=10) == -signal.SIGKILL
+        assert procs["reused"].wait(timeout=10) == -signal.SIGKILL
+        assert all(procs[name].poll() is None for name in ("supervised", "local", "other namespace"))
+        assert not set(markers.values()) & set(dask_worker.kill_orphans())
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
 
 
 def test_resources_parse_to_dask_amounts():
@@ -153,7 +208,7 @@ def test_worker_killed_mid_run_is_interrupted_retried_and_never_started_twice(en
     env.script("once.py", f"""
         import os, time
         with open({str(starts)!r}, "a") as f:
-            f.write(f"{{os.environ['CRON_SCHEDULER_RUN_ID']}} {{os.getppid()}}\\n")
+            f.write(f"{{os.environ['CRON_SCHEDULER_RUN_ID']}} {{os.getppid()}} {{os.getpid()}}\\n")
         if not os.path.exists({str(flag)!r}):
             open({str(flag)!r}, "w").close()
             time.sleep(120)
@@ -162,7 +217,7 @@ def test_worker_killed_mid_run_is_interrupted_retried_and_never_started_twice(en
     env.start_daemon(*dask_args(dask_cluster))
     first = run_now(env, "w")
     wait_until("the first attempt started", lambda: starts.exists() and starts.read_text().strip())
-    worker_pid = int(starts.read_text().split()[1])
+    worker_pid, orphan = map(int, starts.read_text().split()[1:3])
     address = next(a for a, p in dask_cluster.workers.items() if p.pid == worker_pid)
     try:
         dask_cluster.kill_worker(address)
@@ -173,10 +228,29 @@ def test_worker_killed_mid_run_is_interrupted_retried_and_never_started_twice(en
         # Dask re-ran the lost task on the other worker at once: its claim stopped it
         lines = starts.read_text().split("\n")
         assert [line.split()[0] for line in lines if line] == [str(first), str(runs[1]["run_id"])]
+        # what the dead worker left running was killed by the other worker of this host
+        wait_until("the lost run's process was killed", lambda: not process_running(orphan))
     finally:
-        env.kill_leftovers()  # the first attempt's process lost its worker, not its life
+        env.kill_leftovers()  # only if the assertion above failed
         dask_cluster.start_worker(f"w{len(dask_cluster.workers) + 10}")
         dask_cluster.wait_workers()
+
+
+@pytest.mark.slow
+def test_a_worker_joining_kills_what_a_dead_worker_left_on_its_host(env, dask_cluster):
+    env.create_cron("j", "@daily", "true")
+    env.start_daemon(*dask_args(dask_cluster))  # its Dask pool registers the sweep with the cluster
+    orphan = _spawn_marked(f"left-{uuid.uuid4().hex}", _gone_supervisor())  # no other worker was asked to look
+    address = None
+    try:
+        address = dask_cluster.start_worker(f"joiner{len(dask_cluster.workers)}")
+        dask_cluster.wait_workers()
+        assert orphan.wait(timeout=DEADLINE) == -signal.SIGKILL
+    finally:
+        orphan.kill()
+        orphan.wait()
+        if address is not None:
+            dask_cluster.kill_worker(address)
 
 
 @pytest.mark.slow

@@ -11,7 +11,9 @@ everything else happens on the loop.
   there (TERM -> grace -> KILL); a task not started yet is cancelled in Dask too.
 - Worker loss: a run whose worker left the cluster, or whose task Dask re-ran elsewhere (the
   re-run finds the run's claim taken and starts nothing), ends with Outcome.UNKNOWN: the engine
-  records it `interrupted`, and the job's retries apply.
+  records it `interrupted`, and the job's retries apply. What the lost worker left running is
+  killed by the other workers of its host (asked at once) or by a worker that joins there later
+  (dask_worker.OrphanSweep, registered here).
 - Daemon restart: the handle is the run's marker; adopt() replays the run's topic and asks the
   workers whether it still executes, and follows it to its end (or takes the end it reached
   while no daemon was watching).
@@ -81,6 +83,10 @@ class DaskPool(Pool):
             self.client = distributed.Client(address, timeout=connect_timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
             raise OperationalError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        try:
+            self.client.register_plugin(dask_worker.OrphanSweep(), name=dask_worker.OrphanSweep.name)
+        except Exception as exc:  # an old worker, a failed sweep: runs still execute
+            log.warning("cannot register the orphan sweep on the Dask workers: %s", exc)
         self.address = address
         self.max_workers = max_workers
         self.kill_grace = kill_grace
@@ -275,6 +281,7 @@ class DaskPool(Pool):
                 value = {"error": str(exc)}
             if isinstance(value, dict) and value.get("claimed") is False:
                 self._finish(run, self._lost(run, RERUN))
+                self._kill_orphans()
             elif isinstance(value, dict) and value.get("kind") == "end":
                 run.returned = value  # the end event normally comes first; if lost, this is it
                 run.end_timer = self.loop.call_at(time.monotonic() + END_WAIT,
@@ -291,6 +298,11 @@ class DaskPool(Pool):
             except Exception as exc:
                 why = repr(exc)
             self._finish(run, self._lost(run, f"its Dask task failed: {why}"))
+            self._kill_orphans()  # KilledWorker: the workers it ran on died
+
+    def _kill_orphans(self) -> None:
+        """A worker died: every worker kills, on its host, the runs' processes it left."""
+        self.client.run(dask_worker.kill_orphans_soon, wait=False, on_error="ignore")
 
     def _stop(self, run: _DaskRun, grace: float) -> None:
         self.client.run(dask_worker.cancel_soon, run.marker, run.cancel_reason or "stopped", grace,
@@ -351,10 +363,12 @@ class DaskPool(Pool):
             except Exception as exc:
                 log.warning("cannot list the Dask workers: %s", exc)
             else:
-                for run in watched:
-                    if run.worker not in workers and run.run_id in self._runs:
-                        log.warning("run %d: Dask worker %s is gone", run.run_id, run.worker)
-                        self._finish(run, self._lost(run, WORKER_LOST.format(run.worker)))
+                lost = [run for run in watched if run.worker not in workers and run.run_id in self._runs]
+                for run in lost:
+                    log.warning("run %d: Dask worker %s is gone", run.run_id, run.worker)
+                    self._finish(run, self._lost(run, WORKER_LOST.format(run.worker)))
+                if lost:
+                    self._kill_orphans()
         self._flush_forgets()
         self._arm()
 

@@ -8,6 +8,12 @@ Exactly once: before it spawns anything the task claims its marker on the Dask s
 died; that second attempt finds the claim taken and returns {"claimed": False} without
 starting the job, and the daemon records the run interrupted (its own retry policy applies).
 
+A run outlives nothing that supervises it: its processes carry the pid, start time and pid
+namespace of the worker process that spawned them (SUPERVISOR_VAR). When a worker dies
+(killed, out of memory), `kill_orphans` on any other worker of that host kills what it left
+running: the daemon asks every worker for it when it sees a worker lost, and each worker does
+it as it joins (the OrphanSweep plugin: a restarted worker cleans up after the one it replaces).
+
 Everything the daemon learns travels as Dask events on the run's topic (`topic(marker)`), kept
 by the scheduler, so that a restarted daemon replays them and re-attaches: "start" (worker,
 pid), "out" chunks (offset, data: only the first max_output bytes; the rest is counted) and
@@ -17,20 +23,30 @@ This module is imported on the workers and on the scheduler: install the package
 
 from __future__ import annotations
 
+import logging
 import os
 import select
+import signal
 import subprocess
 import threading
 import time
 
 from cron_scheduler.pool import OUTPUT_GRACE, resolve_argv
 from cron_scheduler.runner import (CHUNK, MARKER_VAR, SPAWN_ERRORS, Outcome, TreeKill, exit_status,
-                                   spawn_error_message)
+                                   process_running, process_start_time, spawn_error_message)
+
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin
+except ImportError:  # imported without the dask extra (the daemon's local pool never is)
+    WorkerPlugin = object
+
+log = logging.getLogger("cron_scheduler")
 
 TOPIC_PREFIX = "cron-scheduler-run-"
 FLUSH_EVERY = 0.2  # output is sent at least this often while a run writes
 POLL = 0.05  # supervision tick (exit, deadline, stop) while the pipe is quiet
 CLAIM_TTL = 7 * 24 * 3600.0  # claims older than this are forgotten (their futures are long released)
+SUPERVISOR_VAR = "CRON_SCHEDULER_DASK_SUPERVISOR"  # the run's worker process: _supervisor()
 
 
 def topic(marker: str) -> str:
@@ -95,6 +111,88 @@ async def cancel_soon(marker: str, reason: str, grace: float) -> None:
     cancel(marker, reason, grace)
 
 
+def kill_orphans() -> list[str]:
+    """SIGKILL, on this host, every process of a run whose supervising worker process is gone:
+    nothing would stop it at its time cap or report it any more, and the daemon has recorded
+    the run interrupted. Returns the markers of the runs killed."""
+    killed: set[str] = set()
+    for _ in range(5):  # a process forked during a round is found by the next one
+        orphans = _orphans()
+        if not orphans:
+            break
+        for pid, marker in orphans.items():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+            killed.add(marker)
+    if killed:
+        log.warning("killed the processes of %d run(s) whose Dask worker died: %s", len(killed),
+                    ", ".join(sorted(killed)))
+    return sorted(killed)
+
+
+async def kill_orphans_soon() -> None:
+    """kill_orphans() as a coroutine, for Client.run(..., wait=False)."""
+    kill_orphans()
+
+
+class OrphanSweep(WorkerPlugin):
+    """Registered by the daemon: every worker, as it joins the cluster, kills the runs left by
+    a worker process of its host that died (kill_orphans)."""
+
+    name = "cron-scheduler-orphan-sweep"
+
+    def setup(self, worker) -> None:
+        kill_orphans()
+
+
+def _orphans() -> dict[int, str]:
+    """pid -> run marker of the processes whose SUPERVISOR_VAR names a process that is gone."""
+    me, found = os.getpid(), {}
+    alive: dict[str, bool] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:  # gone, or not ours
+            continue
+        marker = supervisor = None
+        for entry in environ:
+            key, _, value = entry.partition(b"=")
+            if key == MARKER_VAR.encode():
+                marker = value.decode(errors="replace")
+            elif key == SUPERVISOR_VAR.encode():
+                supervisor = value.decode(errors="replace")
+        if marker and supervisor:
+            if supervisor not in alive:
+                alive[supervisor] = _running(supervisor)
+            if not alive[supervisor]:
+                found[int(name)] = marker
+    return found
+
+
+def _running(supervisor: str) -> bool:
+    pid, start, space = (supervisor.split(":") + ["", "", ""])[:3]
+    if not (pid.isdigit() and start.isdigit()) or space != _pid_namespace():
+        return True  # not written by _spawn, or a pid of another pid namespace: never a reason to kill
+    return process_running(int(pid), int(start))
+
+
+def _supervisor() -> str:
+    """This worker process, as its runs' processes carry it: pid, start time, pid namespace."""
+    return f"{os.getpid()}:{process_start_time(os.getpid())}:{_pid_namespace()}"
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        return "?"
+
+
 def find(marker: str) -> int | None:
     """The pid of the run with this marker if it executes in this worker process, else None;
     0 if it executes but has no process yet."""
@@ -150,6 +248,7 @@ def _spawn(spec: dict) -> tuple[subprocess.Popen, int]:
         raise ValueError("empty command line")
     env = dict(spec["env"])
     env[MARKER_VAR] = spec["marker"]
+    env[SUPERVISOR_VAR] = _supervisor()
     read_fd, write_fd = os.pipe()
     try:
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=write_fd, stderr=subprocess.STDOUT,
