@@ -328,8 +328,27 @@ class Env:
             self.kill_leftovers()
         except sqlite3.Error:
             pass
+        self.remove_cgroups()
         if problems:
             pytest.fail("; ".join(problems))
+
+    def remove_cgroups(self) -> None:
+        """Remove the run cgroups of this home that outlived its daemons (a run still live at a
+        kill -9, a helper left behind on purpose): the next daemon of the home would prune them,
+        and none comes. What still lives in them is killed first (cgroup.kill)."""
+        from cron_scheduler.cgroup import PREFIX, detect
+        from cron_scheduler.home import Home
+        cgroups, _ = detect(Home.at(self.home).root)
+        if cgroups is None:
+            return
+        for name in os.listdir(cgroups.base):
+            if name.startswith(PREFIX):
+                cgroups.kill(name[len(PREFIX):])
+        deadline = time.monotonic() + 10
+        cgroups.close()
+        while cgroups.base.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+            cgroups.close()
 
 
 @contextmanager
