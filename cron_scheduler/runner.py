@@ -29,6 +29,7 @@ import os
 import stat
 import signal
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -616,12 +617,17 @@ def find_marked(marker: str) -> set[int]:
     if not marker:
         return set()
     entry = f"{MARKER_VAR}={marker}".encode()
+    return {pid for pid, environ in process_environs() if entry in environ}
+
+
+def process_environs() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, its environment's NAME=value entries) of every process this one may read, itself
+    left out."""
     me = os.getpid()
-    found: set[int] = set()
     try:
         names = os.listdir("/proc")
     except OSError:
-        return found
+        return
     for name in names:
         if not name.isdigit() or int(name) == me:
             continue
@@ -630,9 +636,7 @@ def find_marked(marker: str) -> set[int]:
                 environ = f.read()
         except OSError:  # vanished, or not ours to read
             continue
-        if entry in environ.split(b"\0"):
-            found.add(int(name))
-    return found
+        yield int(name), environ.split(b"\0")
 
 
 def survivors(marker: str) -> set[int]:

@@ -33,7 +33,8 @@ import time
 
 from cron_scheduler.pool import OUTPUT_GRACE, resolve_argv
 from cron_scheduler.runner import (CHUNK, MARKER_VAR, SPAWN_ERRORS, Outcome, TreeKill, exit_status,
-                                   process_running, process_start_time, spawn_error_message)
+                                   process_environs, process_running, process_start_time,
+                                   spawn_error_message)
 
 try:
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -149,28 +150,17 @@ class OrphanSweep(WorkerPlugin):
 
 def _orphans() -> dict[int, str]:
     """pid -> run marker of the processes whose SUPERVISOR_VAR names a process that is gone."""
-    me, found = os.getpid(), {}
+    found: dict[int, str] = {}
     alive: dict[str, bool] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:  # gone, or not ours
-            continue
-        marker = supervisor = None
-        for entry in environ:
-            key, _, value = entry.partition(b"=")
-            if key == MARKER_VAR.encode():
-                marker = value.decode(errors="replace")
-            elif key == SUPERVISOR_VAR.encode():
-                supervisor = value.decode(errors="replace")
+    for pid, environ in process_environs():
+        values = dict(entry.partition(b"=")[::2] for entry in environ)
+        marker, supervisor = values.get(MARKER_VAR.encode()), values.get(SUPERVISOR_VAR.encode())
         if marker and supervisor:
+            supervisor = supervisor.decode(errors="replace")
             if supervisor not in alive:
                 alive[supervisor] = _running(supervisor)
             if not alive[supervisor]:
-                found[int(name)] = marker
+                found[pid] = marker.decode(errors="replace")
     return found
 
 
