@@ -64,7 +64,7 @@ def _gone_supervisor() -> str:
 
 def test_kill_orphans_kills_only_runs_whose_supervising_worker_is_gone():
     me = os.getpid()
-    names = ("orphan", "reused", "supervised", "local", "other namespace")
+    names = ("orphan", "reused", "supervised", "local", "other namespace", "garbled")
     markers = {name: f"{name.replace(' ', '-')}-{uuid.uuid4().hex}" for name in names}
     procs = {"orphan": _spawn_marked(markers["orphan"], _gone_supervisor()),
              # its supervisor's pid is alive, but it is another process (started at another time)
@@ -72,16 +72,18 @@ def test_kill_orphans_kills_only_runs_whose_supervising_worker_is_gone():
              "supervised": _spawn_marked(markers["supervised"], f"{me}:{process_start_time(me)}:{PID_NS}"),
              "local": _spawn_marked(markers["local"], None),  # a local pool's run: no supervisor
              # spawned by a worker in a container: its pid means nothing here
-             "other namespace": _spawn_marked(markers["other namespace"], f"{me}:1:1")}
+             "other namespace": _spawn_marked(markers["other namespace"], f"{me}:1:1"),
+             "garbled": _spawn_marked(markers["garbled"], f"9999999:not-a-time:{PID_NS}")}  # never a reason
     try:
         wait_until("the stand-ins exec'd sleep", lambda: all(
             Path(f"/proc/{p.pid}/cmdline").read_bytes().startswith(b"sleep") for p in procs.values()))
         killed = set(dask_worker.kill_orphans())  # (and any other orphan on this machine)
         assert {markers["orphan"], markers["reused"]} <= killed
-        assert not {markers["supervised"], markers["local"], markers["other namespace"]} & killed
+        spared = ("supervised", "local", "other namespace", "garbled")
+        assert not {markers[name] for name in spared} & killed
         assert procs["orphan"].wait(timeout=10) == -signal.SIGKILL
         assert procs["reused"].wait(timeout=10) == -signal.SIGKILL
-        assert all(procs[name].poll() is None for name in ("supervised", "local", "other namespace"))
+        assert all(procs[name].poll() is None for name in spared)
         assert not set(markers.values()) & set(dask_worker.kill_orphans())
     finally:
         for proc in procs.values():
