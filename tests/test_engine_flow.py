@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from cron_scheduler.engine import Engine, Requests
-from cron_scheduler.errors import IllegalTransition
+from cron_scheduler.errors import IllegalTransition, StateWriteError
 from cron_scheduler.history import History
 from cron_scheduler.home import Config, Home
 from cron_scheduler.jobs import JobService
@@ -388,3 +388,65 @@ def _fsynced_after(statements: list[str], index: int) -> bool:
         elif full and not in_transaction and i > index and sql.startswith("PRAGMA user_version ="):
             return True
     return False
+
+
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared-ahead", "claimed-at-start"])
+def test_a_run_spawned_while_state_db_refuses_its_running_record_is_started_once_and_recorded_legally(
+        site, prepared):
+    """The spawn happened, then the commit of `running` was refused (another process held
+    the lock): the run stays supervised, is never spawned again, and its result is recorded
+    once the lock is released (queued -> running -> succeeded), not refused as queued -> failed."""
+    site.add(job("every", "* * * * * *"))
+    engine = site.start(T0)
+    if prepared:
+        site.step(T0 + timedelta(milliseconds=800))  # the T0 + 1 s slot: claimed ahead
+        assert engine.launcher.prepared
+    submitted = []
+    submit = site.pool.submit
+    site.pool.submit = lambda spec: submitted.append(spec.run_id) or submit(spec)
+    real = site.history.transition
+    refused = []
+
+    def locked(run_id, status, *args, **kw):
+        if status is S.RUNNING and not refused:
+            refused.append(run_id)
+            raise StateWriteError("cannot write state.db: locked by another process")
+        return real(run_id, status, *args, **kw)
+    site.history.transition = locked
+    at = T0 + timedelta(seconds=1)
+    with pytest.raises(StateWriteError):
+        site.step(at)
+    engine.forget()  # what the loop does after a refused write
+    assert refused and list(site.pool.specs) == refused
+    assert site.history.get_run(refused[0]).status is S.QUEUED
+    # the lock is released: the next pass records it running and does not start it again
+    site.step(at + timedelta(milliseconds=100))
+    assert submitted == refused
+    assert site.history.get_run(refused[0]).status is S.RUNNING
+    site.finish("every", at + timedelta(milliseconds=500))
+    first = site.runs("every")[0]
+    assert (first.run_id, first.status) == (refused[0], S.SUCCEEDED)
+    assert [(e.old_status, e.new_status) for e in site.history.events() if e.run_id == first.run_id][-2:] == [
+        (S.QUEUED, S.RUNNING), (S.RUNNING, S.SUCCEEDED)]
+
+
+def test_a_result_of_a_run_whose_running_record_was_refused_is_recorded_after_it(site):
+    """The run ends before state.db accepts writes again: its `running` is recorded first, in
+    the recording pass, so the result is legal."""
+    site.add(job("now"))
+    engine = site.start(T0)
+    engine.open_wave(["now"], Trigger.MANUAL, T0, T0)
+    real = site.history.transition
+    site.history.transition = lambda run_id, status, *a, **kw: (
+        _raise(StateWriteError("locked")) if status is S.RUNNING else real(run_id, status, *a, **kw))
+    with pytest.raises(StateWriteError):
+        site.step(T0)
+    engine.forget()
+    site.history.transition = real
+    site.finish("now", T0 + timedelta(seconds=1), exit_code=1)
+    assert site.statuses("now") == ["failed"]
+    assert len(site.runs("now")) == 1
+
+
+def _raise(exc):
+    raise exc

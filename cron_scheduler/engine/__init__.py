@@ -93,6 +93,9 @@ class Engine:
         self.launcher.stop(run_id, reason, now)
 
     def record_all(self, results: list[RunResult], now: datetime) -> None:
+        """First of each pass: the runs spawned last pass but not recorded `running` (a refused
+        write), then the results."""
+        self.launcher.flush()
         self.recorder.record_all(results, now)
 
     def record(self, result: RunResult, now: datetime, status: RunStatus | None = None) -> Run:

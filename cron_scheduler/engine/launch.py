@@ -29,10 +29,12 @@ class Launcher:
         self.catalogue, self.history, self.pool = catalogue, history, pool
         self.base_env = dict(os.environ)  # each run's environment starts from this copy
         self.prepared: dict[int, tuple[Job, Run | None, RunSpec]] = {}  # claimed, not spawned yet
+        self.unrecorded: dict[int, tuple[Job, Run, dict | None, datetime]] = {}  # spawned, not `running` yet
 
     def start_queued(self, now: datetime) -> None:
         """Give free workers to queued runs in priority order: the spawns first, nothing
         between two of them; then `running` and the pids in one commit."""
+        self.flush()
         chosen = self._choose(now)
         if not chosen:
             return
@@ -43,12 +45,23 @@ class Launcher:
                     self._claim(job, run, now)
         specs = [self.prepared.pop(run.run_id)[2] for _, run in chosen]
         handles = self.pool.submit_many(specs)  # what the pool needs to find each run again
-        started = [(job, run, spec, handle) for (job, run), spec, handle in zip(chosen, specs, handles)]
+        for (job, run), handle in zip(chosen, handles):
+            self.unrecorded[run.run_id] = (job, run, handle, now)
+        self.flush()
+
+    def flush(self) -> None:
+        """Record `running` for the runs spawned but not recorded yet, in one commit. A refused
+        write (lock, full disk) ends the pass and keeps them here, supervised by the pool: the
+        next pass flushes them before anything else (Engine.record_all), so no result is
+        recorded on a run still `queued` and no run is chosen twice."""
+        if not self.unrecorded:
+            return
         with self.history.transaction():
-            for job, run, spec, handle in started:
-                self.history.transition(run.run_id, RunStatus.RUNNING, to_iso(now), was=run, started_at=to_iso(now),
-                                        reason=self._reason(run, now), **(handle or {}))
-        for job, run, spec, handle in started:
+            for job, run, handle, at in self.unrecorded.values():
+                self.history.transition(run.run_id, RunStatus.RUNNING, to_iso(at), was=run, started_at=to_iso(at),
+                                        reason=self._reason(run, at), **(handle or {}))
+        started, self.unrecorded = self.unrecorded, {}
+        for job, run, handle, at in started.values():
             if handle is not None:
                 log.info("run %d job %s started%s (%s, slot %s)", run.run_id, job.id,
                          f" pid {handle['pid']}" if handle.get("pid") else "", run.trigger, run.scheduled_for)

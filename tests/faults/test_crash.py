@@ -10,10 +10,12 @@ import json
 import os
 import random
 import re
+import resource
 import signal
 import sqlite3
 import time
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
@@ -31,6 +33,36 @@ FINAL = ("succeeded", "failed", "timeout", "killed", "skipped", "blocked", "miss
 
 def _ts(iso: str | None) -> float | None:
     return None if iso is None else datetime.fromisoformat(iso).timestamp()
+
+
+@contextmanager
+def _lock_held(home):
+    """Another process holds state.db's write lock (an sqlite3 shell in a transaction)."""
+    holder = sqlite3.connect(home / "state.db", isolation_level=None, timeout=30)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+@contextmanager
+def _disk_full(pid: int, home):
+    """The daemon's files cannot grow (tests/faults/test_disk_full.py: RLIMIT_FSIZE)."""
+    files = [home / name for name in ("state.db-wal", "scheduler.log")]
+    limit = max(f.stat().st_size for f in files if f.exists()) + 1024
+    try:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    except ProcessLookupError:
+        pass  # dead already: the check after the window says so
+    try:
+        yield
+    finally:
+        try:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        except ProcessLookupError:
+            pass
 
 
 def _setup_busy_schedule(faults) -> None:
@@ -52,6 +84,9 @@ def _setup_busy_schedule(faults) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_kill9_storm_keeps_every_slot_exactly_once(faults):
+    """30 kills at random moments, half of them after a window in which state.db refused the
+    daemon's writes (another process's lock, a full disk): no daemon exits on its own, every
+    slot runs at most once, every run ends legally."""
     _setup_busy_schedule(faults)
     rng = random.Random(SEED)
     running_at_kill: dict[int, int] = {}   # run_id -> index of the kill that left it running
@@ -60,6 +95,10 @@ def test_kill9_storm_keeps_every_slot_exactly_once(faults):
         # 1 kill in 5 lands during start-up (imports, recovery); the others while it is busy
         delay = rng.uniform(0.05, 0.5) if rng.random() < 0.2 else rng.uniform(0.5, 2.5)
         time.sleep(delay)   # the fault's moment, not a wait for a condition
+        fault = rng.random()
+        if daemon.alive() and fault < 0.5:  # a write refused for a while: locked, or disk full
+            with (_lock_held(faults.home) if fault < 0.25 else _disk_full(daemon.pid, faults.home)):
+                time.sleep(rng.uniform(0.5, 2.5))
         if not daemon.alive():
             pytest.fail(f"kill {i}: the daemon exited {daemon.proc.returncode} on its own\n"
                         f"{daemon.stderr()}\n{faults.describe_runs()}")
@@ -173,6 +212,10 @@ def test_kill9_storm_keeps_every_slot_exactly_once(faults):
     json.loads((faults.home / "jobs.json").read_text())
     assert set(Store(Home(faults.home)).load().decode_all()) == {
         "tick-a", "tick-b", "tick-py", "slow", "up", "mid", "down", "flaky"}
+
+    # a refused write never stopped a daemon nor recorded a run illegally
+    if "illegal run transition" in log:
+        problems.append("an illegal run transition in scheduler.log")
 
     assert not problems, "\n".join(problems[:40]) + "\n" + faults.describe_runs()
     # sanity: the storm really ran things and really crashed some of them
