@@ -190,6 +190,7 @@ class History:
         self._on_demand = False  # commits fsynced only where a claim needs it (sync_on_claims)
         self._must_sync = False  # the open transaction claimed a run
         self._full = False  # the open transaction commits with FULL (transaction(durable=True))
+        self._after_commit: list = []  # what to do once the open transaction has committed
 
     # --- opening -----------------------------------------------------------------------
 
@@ -285,7 +286,6 @@ class History:
             if self._must_sync:
                 self._sync()
         except sqlite3.OperationalError as exc:  # disk full, I/O error, locked for too long
-            self._must_sync = False
             self._rollback()
             if _code(exc) in (SQLITE_BUSY, SQLITE_LOCKED):
                 raise StateWriteError(
@@ -293,15 +293,24 @@ class History:
                     f"{self.busy_timeout:g}s (an open write transaction, e.g. an sqlite3 shell)") from None
             raise StateWriteError(f"cannot write {self.path or 'state.db'}: {exc}") from None
         except BaseException:
-            self._must_sync = False
             self._rollback()
             raise
         finally:
             if full:
                 self._full = False
                 self.conn.execute("PRAGMA synchronous=NORMAL")
+        done, self._after_commit = self._after_commit, []
+        for action in done:
+            action()
+
+    def after_commit(self, action) -> None:
+        """Call action() once the open transaction has committed (never if it rolls back):
+        deleting files that rows being deleted name."""
+        self._after_commit.append(action)
 
     def _rollback(self) -> None:
+        self._must_sync = False
+        self._after_commit.clear()
         if self.conn.in_transaction:  # a failed COMMIT leaves the transaction open
             self.conn.execute("ROLLBACK")
 
@@ -453,6 +462,12 @@ class History:
 
     def running_ids(self) -> list[int]:
         return [r[0] for r in self.conn.execute(f"SELECT run_id FROM runs WHERE status = '{RunStatus.RUNNING.value}' ORDER BY run_id")]
+
+    def last_run_id(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(run_id), 0) FROM runs").fetchone()[0]
+
+    def run_ids(self, job_id: str) -> set[int]:
+        return {r[0] for r in self.conn.execute("SELECT run_id FROM runs WHERE job_id = ?", (job_id,))}
 
     def latest_final(self, job_id: str) -> Run | None:
         row = self.conn.execute(

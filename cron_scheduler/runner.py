@@ -26,10 +26,11 @@ import enum
 import errno
 import logging
 import os
+import re
 import stat
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -275,22 +276,65 @@ def reopen_pipe(path: Path) -> int | None:
         return None
 
 
-def remove_run_log(home_root: Path, job_id: str, recorded: str | os.PathLike) -> bool:
-    """Delete a pruned run's log. Its place is derived from the home, runs/<job_id>/<run-id>.log,
-    never taken from the path recorded in state.db (only that path's <run-id>.log name is used):
-    nothing outside runs/<job_id>/ is ever deleted, and no link on the way is followed."""
+def remove_run_files(home_root: Path, job_id: str, recorded: str | os.PathLike) -> bool:
+    """Delete what a pruned run left: its log and its FIFO. Their place is derived from the home,
+    runs/<job_id>/<run-id>.log, never taken from the path recorded in state.db (only that path's
+    <run-id>.log name is used): nothing outside runs/<job_id>/ is ever deleted, and no link on
+    the way is followed."""
     name = Path(recorded).name
     if not (name.endswith(".log") and name[:-4].isdigit()):
         log.warning("not deleting %s for job %s: not a run log", recorded, job_id)
         return False
     try:
-        _in_run_dir(Path(home_root) / "runs" / job_id / name, lambda dir_fd, n: os.unlink(n, dir_fd=dir_fd))
+        _in_run_dir(Path(home_root) / "runs" / job_id / name,
+                    lambda dir_fd, n: _unlink_all(dir_fd, (n, n[:-4] + ".pipe")))
     except FileNotFoundError:
         pass
     except OSError as exc:
         log.warning("cannot delete the log of a pruned run of %s: %s", job_id, exc.strerror or exc)
         return False
     return True
+
+
+_RUN_FILE = re.compile(r"(\d+)\.(log|pipe)")
+
+
+def sweep_run_files(home_root: Path, keep: Callable[[str, int, str], bool]) -> int:
+    """Delete the run files under runs/<job>/ that keep(job, run_id, "log" or "pipe") refuses:
+    FIFOs and logs a crash left behind (a FIFO is removed once no run is live, a pruned run's
+    log after its commit). Other files and links are not touched; links are not followed."""
+    removed = 0
+    try:
+        runs_fd = safefs.open_dir(home_root, ("runs",))
+    except (OSError, UnsafePath):
+        return 0
+    try:
+        for job in os.listdir(runs_fd):
+            try:
+                job_fd = safefs.open_dir(home_root, ("runs", job))
+            except (OSError, UnsafePath):  # not a directory, a link, a bad name
+                continue
+            try:
+                stale = [entry for entry in os.listdir(job_fd)
+                         if (m := _RUN_FILE.fullmatch(entry)) and not keep(job, int(m[1]), m[2])]
+                removed += _unlink_all(job_fd, stale)
+            finally:
+                os.close(job_fd)
+    finally:
+        os.close(runs_fd)
+    return removed
+
+
+def _unlink_all(dir_fd: int, names) -> int:
+    """Unlink names in a directory (missing ones are skipped); how many were there."""
+    count = 0
+    for name in names:
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+            count += 1
+        except FileNotFoundError:
+            pass
+    return count
 
 
 @dataclass

@@ -18,6 +18,7 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from cron_scheduler.models import utcnow
 
 log = logging.getLogger("cron_scheduler")
 STORE_POLL = 1.0
+SWEEP_AFTER = 2.0  # seconds after the start: what crashed runs left under runs/ is removed
 WRITE_RETRY = 1.0  # seconds between attempts while state.db refuses writes
 # How long a write waits for another process's lock on state.db: waiting blocks the loop (no
 # output drained, no cap enforced), so a longer lock is a StateWriteError and a retry.
@@ -201,6 +203,9 @@ class Daemon:
             log.info("daemon started: pid %d, home %s, %d jobs, max_workers %d%s", os.getpid(), self.home.root,
                      len(engine.jobs), self.config.max_workers, "" if subreaper else " (no child subreaper)")
             recover(engine, now)
+            # what crashed runs left under runs/: swept once the daemon is up (listing every job's
+            # directory costs ~25 ms per 1,000 jobs, not worth delaying the first slot for)
+            loop.call_at(time.monotonic() + SWEEP_AFTER, lambda: self._sweep(engine))
             self._reboot_jobs(engine, now)
             history.set_busy_timeout(BUSY_TIMEOUT)
             history.sync_on_claims()
@@ -235,6 +240,13 @@ class Daemon:
         except OSError as exc:
             log.warning("cannot write daemon.info: %s", exc)
         return cgroups
+
+    def _sweep(self, engine) -> None:
+        from cron_scheduler.engine import sweep
+        try:
+            sweep(engine)
+        except (OSError, sqlite3.Error) as exc:  # the next start tries again
+            log.warning("cannot sweep the files of ended runs: %s", exc)
 
     def _reboot_jobs(self, engine, now) -> None:
         from cron_scheduler.models import Trigger

@@ -8,9 +8,11 @@ without processes or sleeps.
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -450,3 +452,81 @@ def test_a_result_of_a_run_whose_running_record_was_refused_is_recorded_after_it
 
 def _raise(exc):
     raise exc
+
+
+# --- files of ended runs -----------------------------------------------------------------
+
+def test_the_start_up_sweep_removes_what_ended_runs_left_and_nothing_else(site, tmp_path):
+    """A crash leaves FIFOs of ended runs and logs of pruned ones; the sweep removes those
+    and keeps active runs' FIFOs, recorded runs' logs, files newer than state.db's last run,
+    other files, and a planted link's target."""
+    from cron_scheduler.engine import sweep
+    site.add(job("a"), job("b"))
+    engine = site.start(T0)
+    engine.open_wave(["a"], Trigger.MANUAL, T0, T0)
+    site.step(T0)
+    site.finish("a", T0 + timedelta(seconds=1))
+    engine.open_wave(["b"], Trigger.MANUAL, T0, T0)
+    site.step(T0)  # b: running
+    done, live = site.runs("a")[0].run_id, site.runs("b")[0].run_id
+    runs = site.home.runs
+    outside = tmp_path / "outside.pipe"
+    outside.write_text("keep me")
+    planted = {
+        runs / "a" / f"{done}.pipe": False, runs / "a" / f"{done}.log": True,
+        runs / "a" / f"{done + 100}.pipe": True,  # newer than the last run: not ours to judge
+        runs / "b" / f"{live}.pipe": True, runs / "b" / f"{live}.log": True,
+        runs / "gone" / "1.log": False, runs / "gone" / "notes.txt": True,
+    }
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    link = runs / "gone" / f"{done}.pipe"
+    link.symlink_to(outside)
+    sweep(engine)
+    assert {p: p.exists() for p in planted} == planted
+    assert not link.is_symlink() and outside.read_text() == "keep me"
+
+
+def test_retention_removes_a_pruned_runs_log_and_fifo_only_once_its_rows_are_gone(site):
+    site.add(job("a"))
+    engine = site.start(T0)
+    engine.configure(Config(retention_runs=1))
+    for i in range(2):
+        engine.open_wave(["a"], Trigger.MANUAL, T0, T0)
+        site.step(T0)
+        if i == 0:
+            first = site.runs("a")[0]
+            log, fifo = Path(first.output_path), Path(first.output_path).with_suffix(".pipe")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("out")
+            fifo.write_text("")
+            site.finish("a", T0 + timedelta(seconds=1))
+            assert log.exists()
+            continue
+        # the commit that prunes the first run is refused: its files stay with its row
+        conn = site.history.conn
+        site.history.conn = _RefusedCommit(conn)
+        result = site.pool.finish(next(iter(site.pool.specs)), T0 + timedelta(seconds=2))
+        with pytest.raises(StateWriteError):
+            engine.record_all([result], T0 + timedelta(seconds=2))
+        site.history.conn = conn
+        assert log.exists() and site.history.get_run(first.run_id)
+        engine.record_all([result], T0 + timedelta(seconds=2))
+    assert [r.run_id for r in site.runs("a")] != [first.run_id]
+    assert not log.exists() and not fifo.exists()
+
+
+class _RefusedCommit:
+    """A connection whose COMMIT fails as on a full disk (sqlite3.Connection takes no patches)."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._conn.execute(sql, *args)

@@ -8,7 +8,7 @@ One part per responsibility, each readable in one sitting:
 - `launch`: giving free workers to queued runs (write-ahead), and stopping runs;
 - `results`: closing finished runs, then retries, released downstream jobs, retention;
 - `requests`: CLI requests (run, stop, rerun), each effect committed with its completion;
-- `recovery`: what a crashed daemon left running.
+- `recovery`: what a crashed daemon left running, and the files of its ended runs.
 
 `Engine` wires them together; each pass of the daemon's loop calls `reload`, `fire_due`,
 `advance_waves` and `start_queued`, and `record_all` with the runs that finished.
@@ -21,7 +21,7 @@ from datetime import datetime, tzinfo
 from cron_scheduler.engine.catalogue import Catalogue
 from cron_scheduler.engine.firing import Firing
 from cron_scheduler.engine.launch import Launcher
-from cron_scheduler.engine.recovery import recover
+from cron_scheduler.engine.recovery import recover, sweep
 from cron_scheduler.engine.requests import Requests
 from cron_scheduler.engine.results import Recorder
 from cron_scheduler.engine.waves import Waves
@@ -31,7 +31,7 @@ from cron_scheduler.models import Job, RunStatus, Trigger, parse_iso, to_iso
 from cron_scheduler.pool import Pool
 from cron_scheduler.runner import RunResult
 
-__all__ = ["Engine", "Requests", "recover"]
+__all__ = ["Engine", "Requests", "recover", "sweep"]
 
 
 class Engine:

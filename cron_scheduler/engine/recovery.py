@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cron_scheduler.models import DEFAULT_MAX_OUTPUT, RunStatus, parse_iso, to_iso
-from cron_scheduler.runner import Outcome, RunResult, find_marked
+from cron_scheduler.runner import Outcome, RunResult, find_marked, sweep_run_files
 
 if TYPE_CHECKING:
     from cron_scheduler.engine import Engine
@@ -60,3 +60,24 @@ def _claimed(engine: "Engine", now: datetime) -> None:
         # running, pid unknown: recover() finds its process by the marker, or interrupts it
         engine.history.transition(run.run_id, RunStatus.RUNNING, to_iso(now), started_at=to_iso(now),
                                   reason="claimed for a start when the daemon stopped")
+
+
+def sweep(engine: "Engine") -> None:
+    """Remove the files of runs a crashed daemon left under runs/: the FIFO of any run not
+    active, the log of a run state.db no longer has (pruned). Files of runs newer than
+    state.db's last run (state.db rebuilt, or written since) are kept."""
+    active = {run_id for run_id, _ in engine.history.active_runs()}
+    last = engine.history.last_run_id()
+    known: dict[str, set[int]] = {}  # a job's run ids, read once one of its logs is checked
+
+    def keep(job_id: str, run_id: int, kind: str) -> bool:
+        if run_id > last or run_id in active:
+            return True
+        if kind == "pipe":
+            return False
+        if job_id not in known:
+            known[job_id] = engine.history.run_ids(job_id)
+        return run_id in known[job_id]
+    removed = sweep_run_files(engine.home.root, keep)
+    if removed:
+        log.info("removed %d file(s) that ended runs left under runs/ (a crash)", removed)

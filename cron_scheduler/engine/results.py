@@ -4,6 +4,7 @@ queued, blocked downstream jobs are released, and old runs beyond the retention 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import signal
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from cron_scheduler.engine.waves import Waves
 from cron_scheduler.errors import CorruptRun
 from cron_scheduler.history import History, Run
 from cron_scheduler.models import UTC, RunStatus, Trigger, to_iso
-from cron_scheduler.runner import Outcome, RunResult, remove_run_log
+from cron_scheduler.runner import Outcome, RunResult, remove_run_files
 
 log = logging.getLogger("cron_scheduler")
 
@@ -68,7 +69,9 @@ class Recorder:
             if status is RunStatus.SUCCEEDED:
                 self.waves.release_blocked(run, now)
             for path in self.history.prune(run.job_id, self.catalogue.config.retention_runs):
-                remove_run_log(self.catalogue.home.root, run.job_id, path)  # only under runs/<job>/
+                # once their rows are gone for good (the start-up sweep ends what a crash cut short)
+                self.history.after_commit(functools.partial(
+                    remove_run_files, self.catalogue.home.root, run.job_id, path))  # only under runs/<job>/
         log.log(logging.INFO if status is RunStatus.SUCCEEDED else logging.WARNING,
                 "run %d job %s finished: %s in %.2fs%s%s", run.run_id, run.job_id, status,
                 result.finished_at - result.started_at,

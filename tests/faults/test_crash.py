@@ -330,3 +330,28 @@ def test_kill9_between_prepare_and_spawn_never_runs_a_slot_twice_nor_loses_it(fa
     claimed = [r for r in rows if r["status"] == "queued" and r["marker"]]
     assert not claimed, f"claims left behind: {claimed}"
     assert {r["status"] for r in rows} <= {"succeeded", "interrupted", "queued"}, rows
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_fifos_of_runs_ended_before_a_kill9_are_swept_at_the_next_start(faults):
+    """FIFOs of ended runs are removed once no run is live; a kill -9 while one is live left
+    them forever. The next daemon sweeps them, and keeps the live run's."""
+    faults.cli("add", "tick", "* * * * * *", "/bin/true")
+    faults.cli("add", "long", "@after", "/bin/sleep", "40")
+    daemon = faults.start_daemon()
+    faults.cli("run", "long")
+    long_run = faults.wait_runs("long running", lambda runs: next(
+        (r for r in runs if r["status"] == "running" and r["pid"]), None), "long")
+    faults.wait_runs("ticks ended while long runs", lambda runs: sum(
+        r["status"] == "succeeded" and r["run_id"] > long_run["run_id"] for r in runs) >= 2, "tick")
+    pipes = faults.home / "runs" / "tick"
+    assert list(pipes.glob("*.pipe")), "no FIFO left while a run is live: the test tests nothing"
+    daemon.kill9()
+    faults.cli("pause", "tick")
+    daemon = faults.start_daemon()
+    wait_until("the ended runs' FIFOs swept", lambda: not list(pipes.glob("*.pipe")), timeout=20,
+               describe=faults.log_tail)
+    assert (faults.home / "runs" / "long" / f"{long_run['run_id']}.pipe").exists()  # re-supervised
+    assert "left under runs/" in faults.log_text()
+    assert daemon.terminate() == 0
