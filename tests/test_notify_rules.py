@@ -46,7 +46,7 @@ def simulate(statuses: list[RunStatus], j: Job | None = None) -> list[Kind]:
         before = list(reversed(runs))
         retried = rules.retried_ids(runs + [run])
         last_ok = next((r.run_id for r in before if r.status is RunStatus.SUCCEEDED), 0)
-        streak = Streak(rules.previous_bad(before, retried),
+        streak = Streak(rules.failed_since_success(before, retried),
                         any(rid > last_ok and k in rules.STREAK_KINDS for rid, k in sent))
         for kind in rules.outcome_alerts(status, run, j, streak, run.run_id in retried):
             sent.append((i, kind))
@@ -88,7 +88,7 @@ def test_a_failed_attempt_that_is_retried_is_not_an_outcome():
     assert retried == {1}
     assert rules.outcome_alerts(RunStatus.FAILED, first, j, Streak(), retried=True) == []
     # the retry's success is no recovery: the failed attempt was not the job's outcome
-    assert not rules.previous_bad([first], retried)
+    assert not rules.failed_since_success([first], retried)
 
 
 def test_recovered_needs_to_be_asked_for():
