@@ -365,3 +365,70 @@ def test_a_failed_upstream_gives_one_digest_and_the_fix_one_recovered(e2e):
     assert "wave_alerts" not in got[1]
     kinds = [(r["kind"], r["job_id"]) for r in e2e.json("alerts") if r["kind"] == "recovered"]
     assert kinds == [("recovered", "extract")]
+
+
+# --- secrets masked by rule, in every place a channel shows ------------------------------------
+
+def secret_channels(port: int) -> list[tuple[str, str, list[str], str]]:
+    """(channel, URL, its secret parts, what notify-test shows of it) for each Apprise scheme
+    the README names and the common others. Local ones point at a port nobody listens on; the
+    others fail on this offline machine."""
+    mail = "from=a@b.example&to=c@d.example&mode=insecure"
+    local = f"127.0.0.1:{port}"
+    return [
+        ("mail", f"mailto://alice:MailPass9x@{local}?{mail}", ["MailPass9x"], f"mailto://alice:***@{local}?{mail}"),
+        ("mails", f"mailtos://bob@{local}?pass=MailsPass8y&{mail}", ["MailsPass8y"],
+         f"mailtos://bob@{local}?pass=***&{mail}"),
+        ("slack", "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#ops",
+         ["T1JJ3T3L2", "A1BRTD4JD", "TIiajkdnlazkcOXrIdevi7FQ"], "slack://***/***/***/#ops"),
+        ("slackhook", "https://hooks.slack.com/services/T0AAA1111/B0BBB2222/XyzHookTok3n",
+         ["T0AAA1111", "B0BBB2222", "XyzHookTok3n"], "https://hooks.slack.com/services/***/***/***"),
+        ("pushover", "pover://uQiRzpo4DXghDmr9QzzfQu27cmVRsG@azGDORePK8gMaC0QOYAMyEEuzJnyUi/phone",
+         ["uQiRzpo4DXghDmr9QzzfQu27cmVRsG", "azGDORePK8gMaC0QOYAMyEEuzJnyUi"], "pover://***@***/phone"),
+        ("telegram", "tgram://987654:AbC9dEf/4567", ["AbC9dEf", "987654:AbC9dEf"], "tgram://***/***"),
+        ("discord", "discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js", ["4174216298", "JHMHI8qBe7bk2ZwO5U711o3dV_js"],
+         "discord://***/***"),
+        ("teams", "msteams://TeamsTokA7/TeamsTokB8/TeamsTokC9/", ["TeamsTokA7", "TeamsTokB8", "TeamsTokC9"],
+         "msteams://***/***/***/"),
+        ("pagerduty", "pagerduty://PdIntegration1@PdApiKey22/", ["PdIntegration1", "PdApiKey22"], "pagerduty://***@***/"),
+        ("json", f"json://hookuser:JsonPass7z@{local}/alerts?token=JsonTok3n", ["JsonPass7z", "JsonTok3n"],
+         f"json://hookuser:***@{local}/alerts?token=***"),
+        ("xml", f"xml://{local}/hook/XmlSecret5Q?+X-Api-Key=XmlHeaderKey1", ["XmlSecret5Q", "XmlHeaderKey1"],
+         f"xml://{local}/hook/***?+X-Api-Key=***"),
+        ("ntfy", f"ntfy://ntfyuser:NtfyPass6w@{local}/backups", ["NtfyPass6w"], f"ntfy://ntfyuser:***@{local}/backups"),
+        ("ntfytoken", f"ntfy://tk_NtfyTok3nAbc@{local}/backups", ["tk_NtfyTok3nAbc"], f"ntfy://***@{local}/backups"),
+        ("gotify", f"gotify://{local}/GotifyTok9Kx", ["GotifyTok9Kx"], f"gotify://{local}/***"),
+        ("matrix", f"matrix://mxuser:MatrixPass4v@{local}/#ops", ["MatrixPass4v"], f"matrix://mxuser:***@{local}/#ops"),
+    ]
+
+
+def test_secrets_of_every_scheme_are_shown_nowhere(e2e):
+    from webtools import start_web
+    channels = secret_channels(free_port())
+    configure(e2e, '[notify]\nretries = 0\n' + "".join(
+        f'[notify.channels.{name}]\nurls = ["{url}"]\ntimeout = "10s"\n' for name, url, _, _ in channels))
+    e2e.create_cron("leaky", "--notify", "failure", "--shell", "0 0 1 1 *", "exit 1")
+    daemon = e2e.start_daemon()
+    e2e.cli("run", "leaky")
+    wait_until("every channel's delivery failed", lambda: len(alerts_where(
+        e2e, "kind = 'failure' AND status = 'failed'")) == len(channels), 60, 0.2, describe=e2e.log_tail)
+    test = e2e.cli("notify-test", check=False)
+    assert test.returncode == 1
+    for name, _, _, shown in channels:  # recognisable: the scheme, the host, the channel name
+        assert f"{name}: FAILED: " in test.stdout and f"({shown})" in test.stdout, (shown, test.stdout)
+    web = start_web(e2e)
+    try:
+        code, page, _ = web.get("/jobs/leaky")
+    finally:
+        web.stop()
+    assert code == 200 and "mailto://alice:***@127.0.0.1" in page.decode()  # the page shows the errors
+    outputs = [e2e.cli(*args).stdout for args in (("alerts",), ("alerts", "--json"), ("show", "leaky"))]
+    daemon.terminate()
+    places = {"notify-test": test.stdout + test.stderr, "scheduler.log": e2e.log_text(),
+              "daemon stderr": daemon.stderr(), "alerts": outputs[0], "alerts --json": outputs[1], "show": outputs[2],
+              "state.db alerts": json.dumps(e2e.query("SELECT * FROM alerts")), "web job page": page.decode()}
+    assert "alert channel slack failing: slack://***/***/***/#ops" in places["scheduler.log"]
+    for name, _, secrets, _ in channels:
+        for secret in secrets:
+            for place, text in places.items():
+                assert secret not in text, f"channel {name}: {secret!r} shown in {place}"
