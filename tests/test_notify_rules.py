@@ -207,7 +207,8 @@ def test_masking(url, secret, shown):
     ("https://discord.com/api/webhooks/1234/AbCdEf-tok", "https://discord.com/api/webhooks/***/***"),
     ("ntfy://tk_abc@ntfy.example.com/backups?auth=zz", "ntfy://***@ntfy.example.com/backups?auth=***"),
     ("matrixs://mx:pw@matrix.example.com/#ops:example.com", "matrixs://mx:***@matrix.example.com/#ops:example.com"),
-    ("json://[::1]:8080/hook?+Authorization=Bearer%20x&to=OpaqueTokenLikeValue123", "json://[::1]:8080/hook?+Authorization=***&to=***"),
+    ("json://[::1]:8080/hook?+Authorization=Bearer%20x&to=OpaqueTokenLikeValue123",
+     "json://[::1]:8080/hook?+Authorization=***&to=***"),
 ])
 def test_masking_goes_by_rule_whatever_the_scheme(url, shown):
     """Short tokens too: every part that is not a host, a word or a channel name is masked."""

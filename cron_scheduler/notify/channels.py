@@ -80,10 +80,10 @@ def _send_url(url: str, event: dict[str, Any], timeout: float) -> None:
 
 def _formatted(text: str, wanted) -> tuple[str, str]:
     """The message and its format for a plugin whose preferred format is `wanted` (a format, or
-    a tuple of them, preferred first). Told the format, Apprise
-    converts text for markdown plugins and keeps its newlines. An HTML plugin (mail) gets the
-    text escaped in <pre>: its text/html part keeps the layout and columns, and the text/plain
-    part Apprise derives from it keeps every line."""
+    a tuple of them, preferred first). Told the format, Apprise converts text for markdown
+    plugins and keeps its newlines (without it, mail lost every newline). An HTML plugin (mail)
+    gets the text escaped in <pre>: its text/html part keeps the layout and columns, and the
+    text/plain part Apprise derives from it keeps every line."""
     if isinstance(wanted, (tuple, list)):
         wanted = wanted[0] if wanted else "text"
     if getattr(wanted, "value", wanted) == "html":

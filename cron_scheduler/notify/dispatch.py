@@ -53,7 +53,8 @@ class Dispatcher:
             note = deliver(channel, event)
         except ChannelFailed as exc:
             error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug fails this delivery, not the sender (no text: it may hold a URL)
+        except Exception as exc:  # noqa: BLE001 - a bug fails this delivery, not the sender
+            # (its type only: its text may hold a URL's secret)
             error = f"internal error while delivering: {type(exc).__name__}"
         self.results.put(Done(channel.name, alerts, error, note, utcnow()))
         try:

@@ -78,12 +78,13 @@ def mask_url(url: str) -> str:
 
 
 def secrets_of(url: str) -> list[str]:
-    """The parts of a channel URL that must never be shown, as written and decoded, longest
-    first (so that a secret containing another is replaced whole)."""
+    """The parts of a channel URL that must never be shown, as written, decoded and cut at
+    `:` (a Telegram bot id and token, which a message may name apart), longest first (so that
+    a secret containing another is replaced whole)."""
     found = set()
     for text, secret in _pieces(url):
         if secret:
-            found.update({text, unquote(text), quote(unquote(text), safe="")})
+            found.update({text, unquote(text), quote(unquote(text), safe=""), *unquote(text).split(":")})
     return sorted((s for s in found if len(s) >= SHORTEST), key=len, reverse=True)
 
 

@@ -4,8 +4,9 @@
 No floods: a failure streak alerts once (its first bad outcome the job asked for), the first
 success after the job's own failure once (`recovered`; not after runs that were only blocked or
 missed); a failed attempt that will be retried is not an outcome yet; the alerts of one wave
-go to a channel as one digest; a channel sends at most `rate_limit` alerts an hour, then one summary; an identical alert
-(same kind, job, channel) within the merge window is merged into the earlier one.
+go to a channel as one digest; a channel sends at most `rate_limit` alerts an hour, then one
+summary; an identical alert (same kind, job, channel) within the merge window is merged into
+the earlier one.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ BAD = {RunStatus.FAILED: Kind.FAILURE, RunStatus.INTERRUPTED: Kind.FAILURE, RunS
        RunStatus.BLOCKED: Kind.BLOCKED, RunStatus.MISSED: Kind.MISSED}
 STREAK_KINDS = frozenset({Kind.FAILURE, Kind.TIMEOUT, Kind.BLOCKED, Kind.MISSED})
 NEUTRAL = frozenset({RunStatus.SKIPPED, RunStatus.KILLED}) | ACTIVE  # neither end nor extend a streak
-
-
 OWN_FAILURES = frozenset({RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.TIMEOUT})  # what `recovered` ends
 
 
