@@ -162,6 +162,7 @@ def test_config_parses_channels_and_defaults():
                                         "pager": {"command": ["/bin/cat"], "timeout": "5s"}}})
     assert config.rate_limit == 30 and config.channels["pager"].timeout == 5.0
     assert config.channels["ops"].urls == ("mailto://u:p@h",)
+    assert config.wave_wait == 60.0 and parse_notify({"wave_wait": "5s"}).wave_wait == 5.0
 
 
 @pytest.mark.parametrize("raw, named", [
@@ -171,6 +172,7 @@ def test_config_parses_channels_and_defaults():
     ({"channels": {"ops": {"urls": "mailto://x"}}}, "notify.channels.ops.urls"),
     ({"channels": {"ops": {"command": "echo hi"}}}, "notify.channels.ops.command"),
     ({"channels": {"ops": {"command": ["x"], "timeout": "soon"}}}, "soon"),
+    ({"wave_wait": "never"}, "notify.wave_wait"),
     ({"channels": {"ops": {"urls": ["x"], "tmeout": 3}}}, "notify.channels.ops.tmeout"),
 ])
 def test_a_bad_notify_block_is_one_line_naming_the_key(raw, named):
