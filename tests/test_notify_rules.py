@@ -46,7 +46,7 @@ def simulate(statuses: list[RunStatus], j: Job | None = None) -> list[Kind]:
         before = list(reversed(runs))
         retried = rules.retried_ids(runs + [run])
         last_ok = next((r.run_id for r in before if r.status is RunStatus.SUCCEEDED), 0)
-        streak = Streak(rules.previous_bad(before, retried),
+        streak = Streak(rules.failed_since_success(before, retried),
                         any(rid > last_ok and k in rules.STREAK_KINDS for rid, k in sent))
         for kind in rules.outcome_alerts(status, run, j, streak, run.run_id in retried):
             sent.append((i, kind))
@@ -88,7 +88,7 @@ def test_a_failed_attempt_that_is_retried_is_not_an_outcome():
     assert retried == {1}
     assert rules.outcome_alerts(RunStatus.FAILED, first, j, Streak(), retried=True) == []
     # the retry's success is no recovery: the failed attempt was not the job's outcome
-    assert not rules.previous_bad([first], retried)
+    assert not rules.failed_since_success([first], retried)
 
 
 def test_recovered_needs_to_be_asked_for():
@@ -162,6 +162,7 @@ def test_config_parses_channels_and_defaults():
                                         "pager": {"command": ["/bin/cat"], "timeout": "5s"}}})
     assert config.rate_limit == 30 and config.channels["pager"].timeout == 5.0
     assert config.channels["ops"].urls == ("mailto://u:p@h",)
+    assert config.wave_wait == 60.0 and parse_notify({"wave_wait": "5s"}).wave_wait == 5.0
 
 
 @pytest.mark.parametrize("raw, named", [
@@ -171,6 +172,7 @@ def test_config_parses_channels_and_defaults():
     ({"channels": {"ops": {"urls": "mailto://x"}}}, "notify.channels.ops.urls"),
     ({"channels": {"ops": {"command": "echo hi"}}}, "notify.channels.ops.command"),
     ({"channels": {"ops": {"command": ["x"], "timeout": "soon"}}}, "soon"),
+    ({"wave_wait": "never"}, "notify.wave_wait"),
     ({"channels": {"ops": {"urls": ["x"], "tmeout": 3}}}, "notify.channels.ops.tmeout"),
 ])
 def test_a_bad_notify_block_is_one_line_naming_the_key(raw, named):
@@ -196,3 +198,50 @@ def test_masking(url, secret, shown):
     if shown:
         assert mask_url(url) == shown
     assert redact(f"error talking to {url}: refused", secrets_of(url)).count(secret) == 0
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#ch", "slack://***/***/***/#ch"),
+    ("slack://botname@xoxb-1234-5678-abcdef/#ops", "slack://***@***/#ops"),
+    ("pushover://ukey12@tkey34/phone", "pushover://***@***/phone"),
+    ("tgram://123:abc/-1001", "tgram://***/***"),
+    ("mailtos://bob@gmail.com?pass=s3", "mailtos://bob@gmail.com?pass=***"),
+    ("https://discord.com/api/webhooks/1234/AbCdEf-tok", "https://discord.com/api/webhooks/***/***"),
+    ("ntfy://tk_abc@ntfy.example.com/backups?auth=zz", "ntfy://***@ntfy.example.com/backups?auth=***"),
+    ("matrixs://mx:pw@matrix.example.com/#ops:example.com", "matrixs://mx:***@matrix.example.com/#ops:example.com"),
+    ("json://[::1]:8080/hook?+Authorization=Bearer%20x&to=OpaqueTokenLikeValue123",
+     "json://[::1]:8080/hook?+Authorization=***&to=***"),
+])
+def test_masking_goes_by_rule_whatever_the_scheme(url, shown):
+    """Short tokens too: every part that is not a host, a word or a channel name is masked."""
+    assert mask_url(url) == shown
+
+
+# --- recovered and wave digests ---------------------------------------------------------------
+
+def test_recovered_only_after_the_job_itself_failed():
+    F, B, M, S, T = RunStatus.FAILED, RunStatus.BLOCKED, RunStatus.MISSED, RunStatus.SUCCEEDED, RunStatus.TIMEOUT
+    j = job(notify=("failure", "blocked", "missed", "timeout", "recovered"))
+    assert simulate([B, S], j) == [Kind.BLOCKED]  # only blocked by an upstream: nothing to recover from
+    assert simulate([M, S], j) == [Kind.MISSED]
+    assert simulate([F, B, S], j) == [Kind.FAILURE, Kind.RECOVERED]  # failed, then blocked: its failure ends
+    assert simulate([T, S], j) == [Kind.TIMEOUT, Kind.RECOVERED]
+
+
+@dataclass
+class A:  # the fields of store.Alert the digest rule reads
+    alert_id: int
+    kind: str
+    channel: str = "ops"
+    wave: int | None = 1
+    created_at: str = T0.isoformat()
+
+
+def test_a_waves_alerts_go_together_once_it_settled_or_after_the_wait():
+    due = [A(1, "failure"), A(2, "blocked"), A(3, "failure", channel="chat"), A(4, "slow"), A(5, "daemon", wave=None),
+           A(6, "failure", wave=2)]
+    ids = lambda groups: [[a.alert_id for a in g] for g in groups]  # noqa: E731
+    settled = {1: False, 2: True}.__getitem__
+    assert ids(rules.deliveries(due, settled, T0, 60)) == [[4], [5], [6]]  # wave 1 is still running
+    assert ids(rules.deliveries(due, settled, T0 + timedelta(seconds=60), 60)) == [[1, 2], [3], [4], [5], [6]]
+    assert ids(rules.deliveries(due, lambda wave: True, T0, 60)) == [[1, 2], [3], [4], [5], [6]]

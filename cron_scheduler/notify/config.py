@@ -3,6 +3,7 @@
     [notify]
     rate_limit = 30            # alerts per channel per hour (then one summary)
     merge_window = "5m"        # identical alerts within it are merged
+    wave_wait = "60s"          # a wave's alerts wait for it to settle, then go as one digest
     [notify.channels.ops]
     urls = ["mailto://user:pass@smtp.example.com?to=ops@example.com"]
     [notify.channels.pager]
@@ -20,7 +21,7 @@ from cron_scheduler.errors import InvalidOption, UsageError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
-SETTINGS = ("channels", "rate_limit", "merge_window", "retries", "retry_delay", "summary_delay", "host")
+SETTINGS = ("channels", "rate_limit", "merge_window", "retries", "retry_delay", "summary_delay", "wave_wait", "host")
 CHANNEL_KEYS = ("urls", "command", "timeout")
 
 
@@ -40,6 +41,7 @@ class NotifyConfig:
     retries: int = 3              # attempts after the first failed delivery
     retry_delay: float = 10.0     # seconds before the first retry, doubling
     summary_delay: float = 60.0   # seconds after the first suppressed alert: the summary
+    wave_wait: float = 60.0       # seconds a wave's alerts wait for the wave to settle (one digest)
     host: str | None = None       # shown in subjects; default the machine's name
 
 
@@ -60,7 +62,7 @@ def parse_notify(raw: Any, where: str = "config.toml") -> NotifyConfig:
             if type(value) is not int or not 0 <= value <= 100_000:
                 raise InvalidOption(f"{where}: notify.{key} must be an integer from 0 to 100000")
             values[key] = value
-    for key in ("merge_window", "retry_delay", "summary_delay"):
+    for key in ("merge_window", "retry_delay", "summary_delay", "wave_wait"):
         if key in raw:
             values[key] = _seconds(raw[key], f"notify.{key}", where, parse_duration)
     if "host" in raw:

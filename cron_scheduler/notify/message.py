@@ -34,7 +34,7 @@ def run_event(kind: Kind, run, job, usual: tuple[float, float] | None, host: str
         "usual_p50": usual[0] if usual else None, "usual_p95": usual[1] if usual else None,
         "expected": threshold if kind is Kind.SLOW else (job.expected_duration if job else None),
         "output_bytes": run.output_bytes, "truncated": bool(run.truncated),
-        "missed_count": run.missed_count, "host": host, "at": to_iso(now),
+        "missed_count": run.missed_count, "wave": run.wave, "host": host, "at": to_iso(now),
         "output_tail": output_tail,
     }
     event["title"] = title(event)
@@ -47,6 +47,20 @@ def plain_event(kind: Kind, message: str, host: str, now: datetime, **extra: Any
              "at": to_iso(now), **extra}
     event["title"] = title(event)
     return event
+
+
+def digest(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """One message for several alerts of one wave: the oldest alert's event (the cause, mostly
+    the upstream's failure) with a title that counts the others, which follow in `wave_alerts`
+    (each a complete event). A single alert is its own event, unchanged."""
+    if len(events) == 1:
+        return events[0]
+    first, rest = events[0], events[1:]
+    counts: dict[str, int] = {}
+    for event in rest:
+        counts[event["event"]] = counts.get(event["event"], 0) + 1
+    more = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    return {**first, "title": f"{first['title']} (and {more} in the same wave)", "wave_alerts": rest}
 
 
 def title(e: dict[str, Any]) -> str:
@@ -97,6 +111,9 @@ def body(e: dict[str, Any]) -> str:
              f"host:       {e['host']}"]
     if e.get("output_tail"):
         lines += ["", f"last {TAIL_LINES} lines of output:", e["output_tail"].rstrip("\n")]
+    if e.get("wave_alerts"):
+        lines += ["", f"also in wave {e.get('wave')}:"]
+        lines += [f"  {a['title'].removeprefix(PREFIX + ' ')} (run {a['run_id']})" for a in e["wave_alerts"]]
     return "\n".join(lines) + "\n"
 
 

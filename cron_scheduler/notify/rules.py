@@ -2,9 +2,11 @@
 `now` (no I/O; the sender gathers the inputs and records the decisions).
 
 No floods: a failure streak alerts once (its first bad outcome the job asked for), the first
-success after it once (`recovered`); a failed attempt that will be retried is not an outcome
-yet; a channel sends at most `rate_limit` alerts an hour, then one summary; an identical alert
-(same kind, job, channel) within the merge window is merged into the earlier one.
+success after the job's own failure once (`recovered`; not after runs that were only blocked or
+missed); a failed attempt that will be retried is not an outcome yet; the alerts of one wave
+go to a channel as one digest; a channel sends at most `rate_limit` alerts an hour, then one
+summary; an identical alert (same kind, job, channel) within the merge window is merged into
+the earlier one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from cron_scheduler.models import ACTIVE, Job, RunStatus, Trigger, parse_iso
 
@@ -39,13 +41,14 @@ BAD = {RunStatus.FAILED: Kind.FAILURE, RunStatus.INTERRUPTED: Kind.FAILURE, RunS
        RunStatus.BLOCKED: Kind.BLOCKED, RunStatus.MISSED: Kind.MISSED}
 STREAK_KINDS = frozenset({Kind.FAILURE, Kind.TIMEOUT, Kind.BLOCKED, Kind.MISSED})
 NEUTRAL = frozenset({RunStatus.SKIPPED, RunStatus.KILLED}) | ACTIVE  # neither end nor extend a streak
+OWN_FAILURES = frozenset({RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.TIMEOUT})  # what `recovered` ends
 
 
 @dataclass(frozen=True)
 class Streak:
-    """What came before a run's outcome: the job's previous settled outcome was bad, and the
-    current streak already caused an alert."""
-    previous_bad: bool = False
+    """What came before a run's outcome: the job itself failed since its last success (blocked
+    or missed runs are not its failures), and the current streak already caused an alert."""
+    failed: bool = False
     alerted: bool = False
 
 
@@ -61,10 +64,16 @@ def settled(runs: Sequence, retried: set[int]) -> list:
     return [r for r in runs if r.status not in NEUTRAL and r.run_id not in retried]
 
 
-def previous_bad(runs_before: Sequence, retried: set[int]) -> bool:
-    """Whether the job's last settled outcome before a run (runs newest first) was bad."""
-    outcomes = settled(runs_before, retried)
-    return bool(outcomes) and outcomes[0].status in BAD
+def failed_since_success(runs_before: Sequence, retried: set[int]) -> bool:
+    """Whether the job itself failed (failed, timed out, interrupted) after its last success,
+    among its outcomes before a run (runs newest first): what a `recovered` alert is about. A
+    job only blocked by a failed upstream, or missed while the daemon was down, did not fail."""
+    for run in settled(runs_before, retried):
+        if run.status is RunStatus.SUCCEEDED:
+            return False
+        if run.status in OWN_FAILURES:
+            return True
+    return False
 
 
 def outcome_alerts(status: RunStatus, run, job: Job, streak: Streak, retried: bool) -> list[Kind]:
@@ -75,7 +84,7 @@ def outcome_alerts(status: RunStatus, run, job: Job, streak: Streak, retried: bo
     if bad is not None and not retried:
         if bad.value in asked and not streak.alerted:
             kinds.append(bad)
-    elif status is RunStatus.SUCCEEDED and streak.previous_bad and Kind.RECOVERED.value in asked:
+    elif status is RunStatus.SUCCEEDED and streak.failed and Kind.RECOVERED.value in asked:
         kinds.append(Kind.RECOVERED)
     if status.final and Kind.OUTPUT.value in asked and output_over(run, job):
         kinds.append(Kind.OUTPUT)
@@ -165,3 +174,29 @@ def summary_text(counts: dict[tuple[str, str], int]) -> str:
     total = sum(counts.values())
     parts = [f"{job or 'daemon'} {kind} x{n}" for (job, kind), n in sorted(counts.items())]
     return f"{total} more alert{'s' if total != 1 else ''} suppressed: {', '.join(parts)}"
+
+
+# --- digests of a wave -----------------------------------------------------------------------
+
+WAVE_KINDS = frozenset({Kind.FAILURE, Kind.TIMEOUT, Kind.BLOCKED, Kind.MISSED, Kind.OUTPUT, Kind.RECOVERED})
+
+
+def deliveries(due: Sequence, settled: Callable[[int], bool], now: datetime, wave_wait: float) -> list[list]:
+    """Due alerts (oldest first) cut into deliveries, one message each: the outcome alerts of a
+    wave go to a channel together once the wave settled (no run of it still to end), or
+    `wave_wait` seconds after the oldest of them; every other alert goes alone. A channel's
+    deliveries keep the order of their oldest alert."""
+    groups: dict[tuple, list] = {}
+    for alert in due:
+        wave = getattr(alert, "wave", None)
+        key = ((alert.channel, wave) if wave is not None and alert.kind in WAVE_KINDS
+               else (alert.channel, None, alert.alert_id))
+        groups.setdefault(key, []).append(alert)
+    ready = []
+    for key, alerts in groups.items():
+        if len(key) == 2:
+            oldest = parse_iso(alerts[0].created_at)
+            if not settled(key[1]) and now < oldest + timedelta(seconds=wave_wait):
+                continue
+        ready.append(alerts)
+    return ready

@@ -1,6 +1,8 @@
 """The alert sender: a process of its own, started by the daemon (notify.link), that follows
 the run_events outbox by a cursor persisted in state.db, records every alert in the `alerts`
-table and delivers it, retrying with backoff a bounded number of times.
+table and delivers it, retrying with backoff a bounded number of times. Each channel delivers
+in a thread of its own (dispatch.py), so a hanging channel delays no other; the alerts of one
+wave go to a channel as one digest once the wave settled (rules.deliveries).
 
 A process rather than a thread of the daemon: the daemon reaps every child with wait4(-1) (it
 is a child subreaper), which would steal the exit status of a command channel; a hanging SMTP
@@ -28,6 +30,7 @@ from cron_scheduler.home import Home, load_config
 from cron_scheduler.models import RunStatus, parse_iso, utcnow
 from cron_scheduler.notify import message, rules
 from cron_scheduler.notify.config import NotifyConfig, parse_notify
+from cron_scheduler.notify.dispatch import Dispatcher
 from cron_scheduler.notify.rules import Kind
 from cron_scheduler.notify.store import FAILED, PENDING, SENT, SUPPRESSED, AlertStore
 
@@ -50,6 +53,7 @@ class Sender:
         self.failing: dict[str, str] = {}      # channel -> error, while it fails (logged once)
         self.said: set[str] = set()            # other warnings said once
         self.slow_checked = 0.0
+        self.dispatcher = Dispatcher()
         self.reload()
         self.host = message.host_name(self.config.host)
 
@@ -134,7 +138,7 @@ class Sender:
         retried = rules.retried_ids(recent)
         before = [r for r in recent if r.run_id < run.run_id]
         last_ok = next((r.run_id for r in before if r.status is RunStatus.SUCCEEDED), 0)
-        streak = rules.Streak(rules.previous_bad(before, retried),
+        streak = rules.Streak(rules.failed_since_success(before, retried),
                               self.store.streak_alerted(job.id, last_ok, [k.value for k in rules.STREAK_KINDS]))
         kinds = rules.outcome_alerts(status, run, job, streak, run.run_id in retried)
         if not kinds:
@@ -213,52 +217,71 @@ class Sender:
 
     # --- delivery ----------------------------------------------------------------------------
 
-    def deliver(self, now: datetime, deadline: float | None = None) -> None:
-        from cron_scheduler.notify.channels import ChannelFailed, deliver
-        for alert in self.store.due(now):
-            if deadline is not None and time.monotonic() > deadline:
-                return
-            channel = self.config.channels.get(alert.channel)
+    def deliver(self, now: datetime) -> None:
+        """Record the deliveries that ended, then start the next one of every idle channel (a
+        wave's alerts as one digest, once the wave settled)."""
+        self.collect()
+        cursor = int(self.store.get("cursor") or 0)
+        due = [a for a in self.store.due(now) if self.dispatcher.idle(a.channel)]
+        started: set[str] = set()
+        for alerts in rules.deliveries(due, lambda wave: self.store.wave_settled(wave, cursor), now,
+                                       self.config.wave_wait):
+            name = alerts[0].channel
+            if name in started:
+                continue
+            channel = self.config.channels.get(name)
             if channel is None:
-                with self.store.transaction():
-                    self.store.finish(alert.alert_id, FAILED, alert.attempts, now, "channel no longer in config.toml")
+                self.finish_all(alerts, FAILED, now, "channel no longer in config.toml")
                 continue
-            if alert.kind not in (Kind.SUMMARY, Kind.TEST) and alert.attempts == 0 and not self.rate_allows(alert):
-                with self.store.transaction():
-                    self.store.finish(alert.alert_id, SUPPRESSED, 0, now,
-                                      f"rate limit: {self.config.rate_limit} alerts an hour on channel {alert.channel}")
+            if (alerts[0].kind not in (Kind.SUMMARY, Kind.TEST) and alerts[0].attempts == 0
+                    and not self.rate_allows(name)):
+                self.finish_all(alerts, SUPPRESSED, now,
+                                f"rate limit: {self.config.rate_limit} alerts an hour on channel {name}")
                 continue
-            attempts = alert.attempts + 1
-            try:
-                note = deliver(channel, alert.payload)
-            except ChannelFailed as exc:
-                self.failed(alert, attempts, str(exc), utcnow())
-                continue
-            sent = utcnow()
-            with self.store.transaction():
-                self.store.finish(alert.alert_id, SENT, attempts, sent)
-            log.info("alert %d (%s%s) sent to channel %s, %.2fs after it was recorded%s", alert.alert_id, alert.kind,
-                     f" {alert.job_id}" if alert.job_id else "", alert.channel,
-                     (sent - parse_iso(alert.created_at)).total_seconds(), f"; stderr: {note}" if note else "")
-            if self.failing.pop(alert.channel, None) is not None:
-                log.info("alert channel %s works again", alert.channel)
+            started.add(name)
+            self.dispatcher.start(channel, alerts, message.digest([a.payload for a in alerts]))
 
-    def rate_allows(self, alert) -> bool:
+    def collect(self) -> None:
+        for done in self.dispatcher.finished():
+            if done.error is None:
+                self.sent(done)
+            else:
+                self.failed(done.alerts, done.error, done.at)
+
+    def finish_all(self, alerts, status: str, now: datetime, error: str) -> None:
+        with self.store.transaction():
+            for alert in alerts:
+                self.store.finish(alert.alert_id, status, alert.attempts, now, error)
+
+    def sent(self, done) -> None:
+        with self.store.transaction():
+            for alert in done.alerts:
+                self.store.finish(alert.alert_id, SENT, alert.attempts + 1, done.at)
+        first = done.alerts[0]
+        log.info("%s sent to channel %s, %.2fs after it was recorded%s", _what(done.alerts), done.channel,
+                 (done.at - parse_iso(first.created_at)).total_seconds(), f"; stderr: {done.note}" if done.note else "")
+        if self.failing.pop(done.channel, None) is not None:
+            log.info("alert channel %s works again", done.channel)
+
+    def rate_allows(self, channel: str) -> bool:
         now = utcnow()  # not the pass's start: sends of this pass happened after it
-        return rules.rate_allows(self.store.sent_times(alert.channel, now - timedelta(seconds=rules.HOUR)),
+        return rules.rate_allows(self.store.sent_times(channel, now - timedelta(seconds=rules.HOUR)),
                                  self.config.rate_limit, now)
 
-    def failed(self, alert, attempts: int, error: str, now: datetime) -> None:
-        retry = attempts <= self.config.retries
-        later = now + timedelta(seconds=self.config.retry_delay * 2 ** (attempts - 1)) if retry else None
+    def failed(self, alerts, error: str, now: datetime) -> None:
         with self.store.transaction():
-            self.store.finish(alert.alert_id, PENDING if retry else FAILED, attempts, now, error, later)
-        if alert.channel not in self.failing:  # logged once per failing spell of the channel
-            self.failing[alert.channel] = error
-            log.error("alert channel %s failing: %s (%s)", alert.channel, error,
+            for alert in alerts:
+                attempts = alert.attempts + 1
+                retry = attempts <= self.config.retries
+                later = now + timedelta(seconds=self.config.retry_delay * 2 ** (attempts - 1)) if retry else None
+                self.store.finish(alert.alert_id, PENDING if retry else FAILED, attempts, now, error, later)
+        channel = alerts[0].channel
+        if channel not in self.failing:  # logged once per failing spell of the channel
+            self.failing[channel] = error
+            log.error("alert channel %s failing: %s (%s)", channel, error,
                       f"retrying {self.config.retries} times with backoff" if self.config.retries else "not retried")
-            if alert.kind != Kind.DAEMON:
-                self.daemon_alert(f"alert channel {alert.channel} failing: {error}", now, skip=alert.channel)
+            if alerts[0].kind != Kind.DAEMON:
+                self.daemon_alert(f"alert channel {channel} failing: {error}", now, skip=channel)
 
     def say_once(self, text: str) -> None:
         if text not in self.said:
@@ -276,8 +299,8 @@ class Sender:
                 self.tick(utcnow())
             except CronSchedulerError as exc:  # state.db refused a write: the next pass retries
                 self.say_once(f"alerts paused: {exc}")
-            readable, _, _ = select.select([control], [], [], POLL)
-            if not readable:
+            readable, _, _ = select.select([control, self.dispatcher], [], [], POLL)
+            if control not in readable:
                 continue
             data = os.read(control, 65536)
             if not data:
@@ -294,17 +317,34 @@ class Sender:
                     self.daemon_alert(text[len("daemon "):], utcnow())
 
     def drain(self) -> None:
-        """A clean stop: what is due now is delivered (for up to DRAIN seconds); the rest
-        stays pending in state.db for the next start."""
+        """A clean stop: what is due now is delivered (for up to DRAIN seconds); the rest, and
+        deliveries still in flight then (their commands killed), stay pending in state.db for
+        the next start."""
+        from cron_scheduler.notify.channels import kill_running
         deadline = time.monotonic() + DRAIN
         try:
             self.reload()
             self.follow(utcnow())
             self.summaries(utcnow())
-            self.deliver(utcnow(), deadline)
+            while True:
+                self.deliver(utcnow())
+                left = deadline - time.monotonic()
+                if not self.dispatcher.busy or left <= 0:
+                    break
+                select.select([self.dispatcher], [], [], min(left, POLL))
             self.end_clean()
         except CronSchedulerError as exc:
             log.error("alerts: stopping without delivering everything: %s", exc)
+        finally:
+            kill_running()
+
+
+def _what(alerts) -> str:
+    """"alert 7 (failure backup)", or for a digest "alerts 7, 8 (wave 3: failure backup, blocked etl)"."""
+    kinds = ", ".join(f"{a.kind}{' ' + a.job_id if a.job_id else ''}" for a in alerts)
+    if len(alerts) == 1:
+        return f"alert {alerts[0].alert_id} ({kinds})"
+    return f"alerts {', '.join(str(a.alert_id) for a in alerts)} (wave {alerts[0].wave}: {kinds})"
 
 
 def _signature(path):

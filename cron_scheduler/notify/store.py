@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cron_scheduler.history import History
-from cron_scheduler.models import parse_iso, to_iso
+from cron_scheduler.models import ACTIVE, parse_iso, to_iso
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -58,6 +58,7 @@ class Alert:
     next_attempt: str | None
     sent_at: str | None
     summarized: int
+    wave: int | None = None  # of the alert's run (due() only): the alerts of a wave go out as one digest
 
 
 def _alert(row) -> Alert:
@@ -106,9 +107,20 @@ class AlertStore:
         return cur.lastrowid
 
     def due(self, now: datetime) -> list[Alert]:
+        """Pending alerts whose time came, oldest first, each with the wave of its run."""
         return [_alert(r) for r in self.conn.execute(
-            "SELECT * FROM alerts WHERE status = 'pending' AND (next_attempt IS NULL OR next_attempt <= ?) "
-            "ORDER BY alert_id", (to_iso(now),))]
+            "SELECT a.*, r.wave AS wave FROM alerts a LEFT JOIN runs r ON r.run_id = a.run_id "
+            "WHERE a.status = 'pending' AND (a.next_attempt IS NULL OR a.next_attempt <= ?) ORDER BY a.alert_id",
+            (to_iso(now),))]
+
+    def wave_settled(self, wave: int, cursor: int) -> bool:
+        """No run of the wave is still to end, and the sender followed every event of its runs
+        (one statement: one snapshot of state.db, so a run that just ended is not missed)."""
+        active = ", ".join(f"'{s.value}'" for s in ACTIVE)
+        return bool(self.conn.execute(
+            f"SELECT NOT EXISTS (SELECT 1 FROM runs WHERE wave = ? AND status IN ({active})) "
+            "AND NOT EXISTS (SELECT 1 FROM run_events WHERE event_id > ? "
+            "AND run_id IN (SELECT run_id FROM runs WHERE wave = ?))", (wave, cursor, wave)).fetchone()[0])
 
     def next_attempt(self) -> datetime | None:
         row = self.conn.execute("SELECT MIN(next_attempt) FROM alerts WHERE status = 'pending'").fetchone()
@@ -124,9 +136,10 @@ class AlertStore:
                                                  to_iso(now) if status == SENT else None, alert_id))
 
     def sent_times(self, channel: str, since: datetime) -> list[datetime]:
-        """When the channel's alerts (not summaries) went out since `since`."""
+        """When the channel's messages (not summaries) went out since `since`: the alerts of a
+        digest went out together, at one instant."""
         return [parse_iso(r[0]) for r in self.conn.execute(
-            "SELECT sent_at FROM alerts WHERE channel = ? AND status = 'sent' AND kind != 'summary' "
+            "SELECT DISTINCT sent_at FROM alerts WHERE channel = ? AND status = 'sent' AND kind != 'summary' "
             "AND sent_at > ?", (channel, to_iso(since)))]
 
     def streak_alerted(self, job_id: str, after_run_id: int, kinds) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import CONFIG, Env, free_port, ts, wait_until
+from harness import CONFIG, Env, free_port, pid_alive, ts, wait_until
 
 SECRET = "Sup3rSecretPassw0rd"
 
@@ -142,7 +142,8 @@ def test_the_rate_limit_bites_with_one_summary(e2e):
     for job_id in jobs:
         e2e.create_cron(job_id, "--notify", "failure", "--shell", "0 0 1 1 *", "exit 1")
     e2e.start_daemon()
-    e2e.cli("run", *jobs)
+    for job_id in jobs:  # a wave each: one `run` of them all would be one digest
+        e2e.cli("run", job_id)
     got = wait_events(out, "a summary", lambda ev: any(e["event"] == "summary" for e in ev))
     time.sleep(0.5)  # nothing else may follow the summary (a second summary would be a flood)
     got = events(out)
@@ -245,3 +246,190 @@ def test_an_undelivered_alert_is_delivered_after_a_crash_and_the_crash_alerts(e2
     got = wait_events(out, "the failure and the crash", lambda ev: len(ev) >= 2)
     assert sorted(e["event"] for e in got) == ["daemon", "failure"]
     assert "restarted after a crash" in next(e["reason"] for e in got if e["event"] == "daemon")
+
+
+# --- channels deliver independently, and a command's tree never outlives its timeout ---------
+
+def test_a_hanging_channel_does_not_delay_a_healthy_one(e2e):
+    out, healthy = command_channel(e2e, "healthy")
+    configure(e2e, f'[notify]\nretries = 0\n[notify.channels.hang]\ncommand = ["sleep", "1000"]\ntimeout = "5s"\n'
+                   + healthy)
+    for job_id in ("backup", "sync"):
+        e2e.create_cron(job_id, "--notify", "failure", "--shell", "0 0 1 1 *", "exit 1")
+    e2e.start_daemon()
+    for job_id in ("backup", "sync"):  # two waves: the healthy channel gets both while `hang` holds the first
+        e2e.cli("run", job_id)
+        e2e.wait_status(job_id, "failed")
+    wait_events(out, "both failures on the healthy channel",
+                lambda ev: len([e for e in ev if e["event"] == "failure"]) == 2, timeout=30)
+    sent = alerts_where(e2e, "channel = 'healthy' AND status = 'sent' AND kind = 'failure'")
+    delays = [ts(a["sent_at"]) - ts(a["created_at"]) for a in sent]
+    assert len(sent) == 2 and max(delays) < 4, delays  # the hanging channel's timeout is 5s
+    failed = wait_until("the hanging channel's timeout", lambda: alerts_where(
+        e2e, "channel = 'hang' AND status = 'failed'"), 30, 0.1, describe=e2e.log_tail)
+    assert "command sleep: no exit within 5s (killed)" in failed[0]["error"]
+
+
+@pytest.mark.parametrize("main", ["cat >> {out}", "cat >> {out}; exec sleep 1000"],
+                         ids=["command-exits", "command-hangs"])
+def test_a_setsid_grandchild_holding_stderr_is_killed_and_not_waited_for(e2e, main):
+    """The channel's command leaves a grandchild in a session of its own, holding the command's
+    stderr: the sender waits for neither the pipe nor the grandchild past the timeout."""
+    out, pid_file = e2e.tmp / "out.jsonl", e2e.tmp / "grandchild.pid"
+    script = (f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 1000' & "
+              f"while [ ! -s {pid_file} ]; do sleep 0.01; done; " + main.format(out=out))
+    configure(e2e, f'[notify]\nretries = 0\n[notify.channels.cmd]\ncommand = ["/bin/sh", "-c", "{script}"]\n'
+                   'timeout = "3s"\n')
+    for job_id in ("backup", "sync"):
+        e2e.create_cron(job_id, "--notify", "failure", "--shell", "0 0 1 1 *", "exit 1")
+    e2e.start_daemon()
+    e2e.cli("run", "backup")
+    done = wait_until("the delivery to end", lambda: alerts_where(e2e, "status IN ('sent', 'failed')"), 30, 0.1,
+                      describe=e2e.log_tail)[0]
+    ended_within = time.time() - ts(done["created_at"])  # an upper bound: the poll saw it ended by now
+    grandchild = int(pid_file.read_text())
+    wait_until("the grandchild killed", lambda: not pid_alive(grandchild), 10, 0.05)
+    assert events(out) and events(out)[0]["job_id"] == "backup"
+    if main.startswith("cat >> {out};"):
+        assert done["status"] == "failed" and "no exit within 3s (killed)" in done["error"]
+        assert ended_within < 3 + 3, ended_within
+    else:
+        assert done["status"] == "sent" and ts(done["sent_at"]) - ts(done["created_at"]) < 3, done
+    # the sender is free: the next alert goes out at once
+    e2e.cli("run", "sync")
+    wait_events(out, "the next alert", lambda ev: any(e["job_id"] == "sync" for e in ev), timeout=15)
+
+
+# --- mail layout ---------------------------------------------------------------------------
+
+def test_the_alert_mail_keeps_its_layout_in_both_parts(e2e, smtp_server):
+    import email
+    from email import policy
+    port, messages = smtp_server
+    configure(e2e, f'[notify.channels.mail]\nurls = ["mailto://127.0.0.1:{port}?from=cron@a.example'
+                   f'&to=ops@b.example&mode=insecure"]\n')
+    e2e.create_cron("backup", "--notify", "failure", "--shell", "0 0 1 1 *",
+                    "echo 'rsync: <dir> & more'; echo '  indented line'; exit 1")
+    e2e.start_daemon()
+    e2e.cli("run", "backup")
+    wait_until("the failure mail", lambda: messages, 30, 0.1, describe=e2e.log_tail)
+    mail = email.message_from_bytes(messages[0].content, policy=policy.default)
+    plain = mail.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    html_part = mail.get_body(("html",)).get_content().replace("\r\n", "\n")
+    lines = plain.splitlines()
+    assert lines[0] == f"backup failed (exit 1) on {socket.gethostname()}" and lines[1] == ""
+    for line in ("job:        backup", "status:     failed", "exit:       exit 1",
+                 "rsync: <dir> & more", "  indented line"):
+        assert line in lines, plain
+    assert "<pre>" in html_part and "</pre>" in html_part, html_part
+    pre = html_part[html_part.index("<pre>") + 5:html_part.index("</pre>")]
+    assert "rsync: &lt;dir&gt; &amp; more\n  indented line" in pre  # escaped, lines and indentation kept
+    assert "\njob:        backup\n" in pre and "\nexit:       exit 1\n" in pre
+
+
+# --- one digest per wave; recovered only for the job that failed ------------------------------
+
+def test_a_failed_upstream_gives_one_digest_and_the_fix_one_recovered(e2e):
+    out, channel = command_channel(e2e)
+    configure(e2e, channel)
+    fixed = e2e.tmp / "fixed"
+    notify = ("--notify", "failure,blocked,recovered")
+    e2e.create_cron("extract", *notify, "--shell", "@after", f"test -e {fixed} || exit 3")
+    e2e.create_cron("transform", *notify, "--depends-on", "extract", "--shell", "@after", "true")
+    e2e.create_cron("load", *notify, "--depends-on", "transform", "--shell", "@after", "true")
+    e2e.create_cron("report", *notify, "--depends-on", "extract", "--shell", "@after", "true")
+    e2e.create_cron("publish", *notify, "--depends-on", "load,report", "--shell", "@after", "true")
+    e2e.start_daemon()
+    e2e.cli("run", "extract")
+    runs = e2e.wait_runs("the wave to end", lambda rs: rs if len(rs) == 5 and all(
+        r["status"] not in ("queued", "waiting", "running") for r in rs) else None)
+    assert sorted(r["status"] for r in runs) == ["blocked"] * 4 + ["failed"]
+    wait_until("the wave's alerts delivered", lambda: len(alerts_where(e2e, "status = 'sent'")) == 5, 30, 0.1,
+               describe=lambda: f"{e2e.json('alerts')}\n{e2e.log_tail()}")
+    got = events(out)
+    assert len(got) == 1, [e["title"] for e in got]  # one message for the wave
+    digest = got[0]
+    assert (digest["event"], digest["job_id"], digest["exit_code"]) == ("failure", "extract", 3)
+    assert sorted((e["event"], e["job_id"]) for e in digest["wave_alerts"]) == [
+        ("blocked", "load"), ("blocked", "publish"), ("blocked", "report"), ("blocked", "transform")]
+    assert digest["title"].endswith("(and 4 blocked in the same wave)")
+
+    fixed.touch()
+    failed = next(r for r in runs if r["status"] == "failed")
+    e2e.cli("rerun", str(failed["run_id"]))
+    e2e.wait_runs("the released jobs to succeed", lambda rs: len([r for r in rs if r["status"] == "succeeded"]) == 5)
+    got = wait_events(out, "the recovery", lambda ev: len(ev) >= 2)
+    wait_until("nothing else pending", lambda: not alerts_where(e2e, "status = 'pending'"), 30, 0.1)
+    got = events(out)
+    assert [(e["event"], e["job_id"]) for e in got[1:]] == [("recovered", "extract")], got[1:]
+    assert "wave_alerts" not in got[1]
+    kinds = [(r["kind"], r["job_id"]) for r in e2e.json("alerts") if r["kind"] == "recovered"]
+    assert kinds == [("recovered", "extract")]
+
+
+# --- secrets masked by rule, in every place a channel shows ------------------------------------
+
+def secret_channels(port: int) -> list[tuple[str, str, list[str], str]]:
+    """(channel, URL, its secret parts, what notify-test shows of it) for each Apprise scheme
+    the README names and the common others. Local ones point at a port nobody listens on; the
+    others fail on this offline machine."""
+    mail = "from=a@b.example&to=c@d.example&mode=insecure"
+    local = f"127.0.0.1:{port}"
+    return [
+        ("mail", f"mailto://alice:MailPass9x@{local}?{mail}", ["MailPass9x"], f"mailto://alice:***@{local}?{mail}"),
+        ("mails", f"mailtos://bob@{local}?pass=MailsPass8y&{mail}", ["MailsPass8y"],
+         f"mailtos://bob@{local}?pass=***&{mail}"),
+        ("slack", "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#ops",
+         ["T1JJ3T3L2", "A1BRTD4JD", "TIiajkdnlazkcOXrIdevi7FQ"], "slack://***/***/***/#ops"),
+        ("slackhook", "https://hooks.slack.com/services/T0AAA1111/B0BBB2222/XyzHookTok3n",
+         ["T0AAA1111", "B0BBB2222", "XyzHookTok3n"], "https://hooks.slack.com/services/***/***/***"),
+        ("pushover", "pover://uQiRzpo4DXghDmr9QzzfQu27cmVRsG@azGDORePK8gMaC0QOYAMyEEuzJnyUi/phone",
+         ["uQiRzpo4DXghDmr9QzzfQu27cmVRsG", "azGDORePK8gMaC0QOYAMyEEuzJnyUi"], "pover://***@***/phone"),
+        ("telegram", "tgram://987654:AbC9dEf/4567", ["AbC9dEf", "987654:AbC9dEf"], "tgram://***/***"),
+        ("discord", "discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js", ["4174216298", "JHMHI8qBe7bk2ZwO5U711o3dV_js"],
+         "discord://***/***"),
+        ("teams", "msteams://TeamsTokA7/TeamsTokB8/TeamsTokC9/", ["TeamsTokA7", "TeamsTokB8", "TeamsTokC9"],
+         "msteams://***/***/***/"),
+        ("pagerduty", "pagerduty://PdIntegration1@PdApiKey22/", ["PdIntegration1", "PdApiKey22"],
+         "pagerduty://***@***/"),
+        ("json", f"json://hookuser:JsonPass7z@{local}/alerts?token=JsonTok3n", ["JsonPass7z", "JsonTok3n"],
+         f"json://hookuser:***@{local}/alerts?token=***"),
+        ("xml", f"xml://{local}/hook/XmlSecret5Q?+X-Api-Key=XmlHeaderKey1", ["XmlSecret5Q", "XmlHeaderKey1"],
+         f"xml://{local}/hook/***?+X-Api-Key=***"),
+        ("ntfy", f"ntfy://ntfyuser:NtfyPass6w@{local}/backups", ["NtfyPass6w"], f"ntfy://ntfyuser:***@{local}/backups"),
+        ("ntfytoken", f"ntfy://tk_NtfyTok3nAbc@{local}/backups", ["tk_NtfyTok3nAbc"], f"ntfy://***@{local}/backups"),
+        ("gotify", f"gotify://{local}/GotifyTok9Kx", ["GotifyTok9Kx"], f"gotify://{local}/***"),
+        ("matrix", f"matrix://mxuser:MatrixPass4v@{local}/#ops", ["MatrixPass4v"], f"matrix://mxuser:***@{local}/#ops"),
+    ]
+
+
+def test_secrets_of_every_scheme_are_shown_nowhere(e2e):
+    from webtools import start_web
+    channels = secret_channels(free_port())
+    configure(e2e, '[notify]\nretries = 0\n' + "".join(
+        f'[notify.channels.{name}]\nurls = ["{url}"]\ntimeout = "10s"\n' for name, url, _, _ in channels))
+    e2e.create_cron("leaky", "--notify", "failure", "--shell", "0 0 1 1 *", "exit 1")
+    daemon = e2e.start_daemon()
+    e2e.cli("run", "leaky")
+    wait_until("every channel's delivery failed", lambda: len(alerts_where(
+        e2e, "kind = 'failure' AND status = 'failed'")) == len(channels), 60, 0.2, describe=e2e.log_tail)
+    test = e2e.cli("notify-test", check=False)
+    assert test.returncode == 1
+    for name, _, _, shown in channels:  # recognisable: the scheme, the host, the channel name
+        assert f"{name}: FAILED: " in test.stdout and f"({shown})" in test.stdout, (shown, test.stdout)
+    web = start_web(e2e)
+    try:
+        code, page, _ = web.get("/jobs/leaky")
+    finally:
+        web.stop()
+    assert code == 200 and "mailto://alice:***@127.0.0.1" in page.decode()  # the page shows the errors
+    outputs = [e2e.cli(*args).stdout for args in (("alerts",), ("alerts", "--json"), ("show", "leaky"))]
+    daemon.terminate()
+    places = {"notify-test": test.stdout + test.stderr, "scheduler.log": e2e.log_text(),
+              "daemon stderr": daemon.stderr(), "alerts": outputs[0], "alerts --json": outputs[1], "show": outputs[2],
+              "state.db alerts": json.dumps(e2e.query("SELECT * FROM alerts")), "web job page": page.decode()}
+    assert "alert channel slack failing: slack://***/***/***/#ops" in places["scheduler.log"]
+    for name, _, secrets, _ in channels:
+        for secret in secrets:
+            for place, text in places.items():
+                assert secret not in text, f"channel {name}: {secret!r} shown in {place}"
