@@ -530,3 +530,30 @@ class _RefusedCommit:
         if sql == "COMMIT":
             raise sqlite3.OperationalError("disk I/O error")
         return self._conn.execute(sql, *args)
+
+
+def test_runs_prepared_for_a_slot_without_a_free_worker_survive_a_crash_and_run(site):
+    """max_workers 1, three jobs due at one slot: the two that wait for the worker wait as plain
+    queued runs (no claim), so after a kill -9 recovery does not take them for runs that may
+    have started: they run (issue: they were recorded `interrupted` and never ran)."""
+    from cron_scheduler.engine import recover
+    site.pool.max_workers = 1
+    site.add(job("a", "* * * * *"), job("b", "* * * * *"), job("c", "* * * * *"))
+    site.start(T0 + timedelta(seconds=30))
+    slot = T0 + timedelta(minutes=1)
+    site.step(slot - timedelta(milliseconds=200))  # all three prepared ahead
+    assert len(site.engine.launcher.prepared) == 3
+    site.step(slot)
+    started = [s.job_id for s in site.pool.specs.values()]
+    assert len(started) == 1
+    waiting = [r for r in site.runs() if r.status is S.QUEUED]
+    assert len(waiting) == 2 and all(r.marker is None for r in waiting)
+    # kill -9 here: a new daemon recovers (the running run's process is gone: interrupted)
+    engine = Engine(site.home, Config(), ManualPool(max_workers=1), site.history, started=slot)
+    site.pool, site.engine = engine.pool, engine
+    engine.reload(slot + timedelta(seconds=2), force=True)
+    recover(engine, slot + timedelta(seconds=2))
+    assert sorted(r.status.value for r in site.runs()) == ["interrupted", "queued", "queued"]
+    site.step(slot + timedelta(seconds=2))
+    waiting_job = next(iter(site.pool.specs.values())).job_id
+    assert waiting_job != started[0] and site.statuses(waiting_job) == ["running"]

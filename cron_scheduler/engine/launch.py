@@ -36,18 +36,22 @@ class Launcher:
         between two of them; then `running` and the pids in one commit."""
         self.flush()
         chosen = self._choose(now)
-        if not chosen:
-            return
-        fresh = [(job, run) for job, run in chosen if run.run_id not in self.prepared]
-        if fresh:
-            with self.history.transaction(durable=True):  # the claims: on disk before the spawns
-                for job, run in fresh:
-                    self._claim(job, run, now)
-        specs = [self.prepared.pop(run.run_id)[2] for _, run in chosen]
-        handles = self.pool.submit_many(specs)  # what the pool needs to find each run again
-        for (job, run), handle in zip(chosen, handles):
-            self.unrecorded[run.run_id] = (job, run, handle, now)
-        self.flush()
+        if chosen:
+            fresh = [(job, run) for job, run in chosen if run.run_id not in self.prepared]
+            if fresh:
+                with self.history.transaction(durable=True):  # the claims: on disk before the spawns
+                    for job, run in fresh:
+                        self._claim(job, run, now)
+            specs = [self.prepared.pop(run.run_id)[2] for _, run in chosen]
+            handles = self.pool.submit_many(specs)  # what the pool needs to find each run again
+            for (job, run), handle in zip(chosen, handles):
+                self.unrecorded[run.run_id] = (job, run, handle, now)
+            self.flush()
+        # prepared runs whose instant came without a worker (or with their job still running)
+        # wait as plain queued runs: a crash meanwhile leaves runs that provably never started,
+        # which the next daemon starts; they are claimed again when they can start
+        self._unclaim([run_id for run_id, (_, run, _) in self.prepared.items()
+                       if run is not None and run.not_before and parse_iso(run.not_before) <= now])
 
     def flush(self) -> None:
         """Record `running` for the runs spawned but not recorded yet, in one commit. A refused
@@ -84,9 +88,13 @@ class Launcher:
     def unprepare(self) -> None:
         """The daemon stops: prepared runs go back to plain queued claims (no marker), which
         the next daemon starts at their slot, or late if it starts after it."""
-        if self.prepared:
+        self._unclaim(list(self.prepared))
+
+    def _unclaim(self, run_ids: list[int]) -> None:
+        """Prepared runs back to plain queued claims (no marker, no files)."""
+        if run_ids:
             with self.history.transaction():
-                for run_id in list(self.prepared):
+                for run_id in run_ids:
                     self.history.update_run(run_id, marker=None, output_path=None)
                     self.drop(run_id)
 

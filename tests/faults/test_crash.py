@@ -16,7 +16,7 @@ import sqlite3
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -354,4 +354,28 @@ def test_fifos_of_runs_ended_before_a_kill9_are_swept_at_the_next_start(faults):
                describe=faults.log_tail)
     assert (faults.home / "runs" / "long" / f"{long_run['run_id']}.pipe").exists()  # re-supervised
     assert "left under runs/" in faults.log_text()
+    assert daemon.terminate() == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_runs_waiting_for_the_only_worker_at_a_kill9_run_after_the_restart(faults):
+    """max_workers 1; a, b and c due at one slot: a takes the worker, b and c wait. A kill -9
+    then must not lose b and c as `interrupted: ... may not have started`: they never started,
+    so the next daemon runs them."""
+    slot = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=4)
+    at = f"{slot.second} {slot.minute} {slot.hour} {slot.day} {slot.month} *"
+    faults.cli("add", "a", "--tz", "UTC", at, "/bin/sleep", "6")
+    for job_id in ("b", "c"):
+        faults.cli("add", job_id, "--tz", "UTC", at, "/bin/true")
+    daemon = faults.start_daemon("--max-workers", "1")
+    faults.wait_runs("a running and b, c waiting", lambda runs: sorted(
+        (r["job_id"], r["status"]) for r in runs) == [("a", "running"), ("b", "queued"), ("c", "queued")],
+        timeout=30)
+    daemon.kill9()
+    daemon = faults.start_daemon("--max-workers", "1")
+    done = faults.wait_runs("b and c succeeded", lambda runs: [
+        r for r in runs if r["job_id"] in ("b", "c") and r["status"] == "succeeded"], timeout=60)
+    assert sorted(r["job_id"] for r in done) == ["b", "c"]
+    assert [r["status"] for r in faults.runs("b") + faults.runs("c")] == ["succeeded", "succeeded"]
     assert daemon.terminate() == 0
