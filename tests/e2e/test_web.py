@@ -230,6 +230,8 @@ def test_pages_escape_what_jobs_runs_and_their_output_hold(e2e, web):
         for marker in markers:
             assert f"&lt;script&gt;planted_{marker}()&lt;/script&gt;" in pages[path], (path, marker)
         assert "<script>planted_" not in pages[path], path
+    # without ?hours the timeline fits its window to its one run of an hour ago (not 6 hours)
+    assert "the last 1h03m (fitted to the runs of the last 6 hours)" in pages["/timeline"]
 
 
 def test_the_login_cookie_reads_but_never_acts_and_is_not_the_token(e2e):
