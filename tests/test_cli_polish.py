@@ -135,3 +135,13 @@ def test_notify_to_a_channel_config_toml_does_not_define_is_saved_with_a_warning
     applied = cli(home, "apply", str(pipeline))
     assert applied.returncode == 0, applied.stderr
     assert "warning: p: --notify-to names 'pager', not a channel of config.toml (it has: ops)" in applied.stderr
+
+
+def test_counts_are_proper_plurals(tmp_path):
+    home, out = tmp_path / "h", tmp_path / "jobs.yaml"
+    cli(home, "one", "@daily", "/bin/true", prog="create_cron")
+    assert cli(home, "export", "--file", str(out)).stderr == f"exported 1 job to {out}\n"
+    cli(home, "apply", str(out))  # the job now comes from the file (its `source`)
+    assert cli(home, "apply", str(out)).stdout == "no change (1 job unchanged)\n"
+    cli(home, "two", "@daily", "/bin/true", prog="create_cron")
+    assert cli(home, "export", "--file", str(out)).stderr == f"exported 2 jobs to {out}\n"

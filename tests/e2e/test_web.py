@@ -230,6 +230,7 @@ def test_pages_escape_what_jobs_runs_and_their_output_hold(e2e, web):
         for marker in markers:
             assert f"&lt;script&gt;planted_{marker}()&lt;/script&gt;" in pages[path], (path, marker)
         assert "<script>planted_" not in pages[path], path
+    assert '<small class="muted">2 jobs, ' in pages["/"]  # the valid job and the quarantined one
     # without ?hours the timeline fits its window to its one run of an hour ago (not 6 hours)
     assert "the last 1h03m (fitted to the runs of the last 6 hours)" in pages["/timeline"]
 
