@@ -44,15 +44,17 @@ def explain_view(home: Home, job_id: str, at: datetime | None, now: datetime | N
     shown = list(reversed(runs[:SHOWN_RUNS]))
     lines += [_explain_run(r) for r in shown]
     nxt = None
-    if job is not None:
-        slot = Slots(job, service.default_zone())
-        nxt = slot.after(now) if job.enabled else None
+    if job is None and at is not None and not runs:
+        lines.append(f"no record at {to_iso(at)}")
+    elif job is not None:
+        slots = Slots(job, service.default_zone())
+        nxt = slots.after(now) if job.enabled else None
         if at is not None and not runs:
-            lines.append(_unrecorded(job, slot, at, now))
+            lines.append(_unrecorded(job, slots, at, now))
         elif at is None and not shown:
             lines.append(f"{job_id}: no runs recorded yet")
         if at is None or at > now or not runs:
-            lines += _outlook(job, slot, nxt, now, upstreams, daemon_pid(home) is not None)
+            lines += _outlook(job, slots, nxt, now, upstreams, daemon_pid(home) is not None)
     return {"job_id": job_id, "at": to_iso(at), "state": state, "next_run": to_iso(nxt),
             "runs": [run_view(r) for r in shown], "lines": lines}
 

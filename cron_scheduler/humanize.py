@@ -91,8 +91,8 @@ def one_line(text: str) -> str:
 
 
 def short_command(text: str, room: int) -> str:
-    """A command cut to `room` characters keeping what names it: the program's directory goes
-    first (`…/backup.sh --target …`), then the end of its arguments."""
+    """A command cut to `room` characters keeping what names it: the program's directory is
+    dropped first (`…/backup.sh --target …`), then the end of its arguments."""
     if len(text) <= room:
         return text
     program, sep, rest = text.partition(" ")

@@ -199,7 +199,8 @@ class Daemon:
             requests = Requests(engine)
             engine.reload(now)
             log.info("daemon started: pid %d, home %s, log %s, %d jobs, max_workers %d%s", os.getpid(),
-                     self.home.root, self.home.log, len(engine.jobs), self.config.max_workers, "" if subreaper else " (no child subreaper)")
+                     self.home.root, self.home.log, len(engine.jobs), self.config.max_workers,
+                     "" if subreaper else " (no child subreaper)")
             recover(engine, now)
             self._reboot_jobs(engine, now)
             history.set_busy_timeout(BUSY_TIMEOUT)

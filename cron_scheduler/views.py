@@ -9,10 +9,10 @@ from typing import Any
 from cron_scheduler import schedule
 from cron_scheduler.errors import InvalidSchedule
 from cron_scheduler.home import Home, load_config
+from cron_scheduler.humanize import one_line
 from cron_scheduler.jobs import JobService, job_view, next_runs, zone_of
 from cron_scheduler.models import Job, format_duration, parse_iso, utcnow
 from cron_scheduler.planner import dependents, fingerprint
-from cron_scheduler.humanize import one_line
 from cron_scheduler.validate import printable_id
 
 
@@ -40,16 +40,16 @@ def _add_states(home: Home, rows: list[dict[str, Any]]) -> None:
     """Each row's `state`: invalid, paused, enabled; an @once job whose one slot has passed is
     `completed` only if its run succeeded, else its run's status (failed, timeout, running...)
     or `not run` (no record: no daemon reached the slot). One read per such job only."""
-    done = [r for r in rows if not r.get("error") and r["enabled"] and r["next_run"] is None
-            and schedule.parse(r["schedule"]).kind is schedule.Kind.ONCE]
+    done = {r["id"] for r in rows if not r.get("error") and r["enabled"] and r["next_run"] is None
+            and schedule.parse(r["schedule"]).kind is schedule.Kind.ONCE}
     latest = {}
     if done and home.state_db.exists():
         from cron_scheduler.history import History
         with History.opened(home) as history:
-            latest = {r["id"]: history.runs(r["id"], limit=1) for r in done}
+            latest = {job_id: history.runs(job_id, limit=1) for job_id in done}
     for row in rows:
         row["state"] = "invalid" if row.get("error") else "enabled" if row["enabled"] else "paused"
-        if row in done:
+        if row["id"] in done:
             last = latest.get(row["id"])
             status = last[0].status.value if last else None
             row["state"] = "completed" if status == "succeeded" else status or "not run"
@@ -158,8 +158,7 @@ def status_view(home: Home) -> dict[str, Any]:
         with History.opened(home) as history:
             running = history.running_ids()
     return {"home": str(home.root), "log": str(home.log), "daemon_running": pid is not None, "pid": pid,
-            "jobs": len(jobs),
-            "invalid_jobs": sorted(invalid), "running": running, "next_due": min(due) if due else None,
+            "jobs": len(jobs), "invalid_jobs": sorted(invalid), "running": running, "next_due": min(due) if due else None,
             "kill_method": info.get("kill_method"), "kill_detail": info.get("kill_detail")}
 
 
@@ -175,7 +174,7 @@ def format_table(rows: list[dict[str, Any]], zone: tzinfo | None = None, now: da
                  headers: bool = True, colour: bool = False, width: int | None = None) -> str:
     """`list` as text, one line per job whatever its command holds. Where the table is wider
     than the terminal, the times go short (no year) and the command keeps its program's name."""
-    from cron_scheduler.humanize import fits, one_line, short_command, table, when
+    from cron_scheduler.humanize import fits, short_command, table, when
     if not rows:
         return "no jobs"
     zone, now = zone or schedule.local_zone(), now or utcnow()
