@@ -116,11 +116,15 @@ def add_cmd(job_id, schedule_expr, command, shell, paused, replace, no_check, as
     service = JobService(get_home(home))
     job = job_from_options(job_id, opts, check_script=not no_check, default_zone=service.default_zone())
     job = service.add(job, replace=replace)
-    _print_job_added(service, job, as_json, opts)
+    _print_job_added(service, job, as_json, opts, added=True)
 
 
-def _print_job_added(service, job, as_json: bool, opts: dict | None = None) -> None:
+def _print_job_added(service, job, as_json: bool, opts: dict | None = None, added: bool = False) -> None:
+    """The saved job and its next run; warnings on stderr, for odd input and, when `added`,
+    for a job whose `next run` no daemon will make (nothing serves the home)."""
+    from cron_scheduler.control import START_HINT
     from cron_scheduler.home import load_config
+    from cron_scheduler.instance import daemon_pid
     from cron_scheduler.jobs import job_view, next_runs
     from cron_scheduler.lint import job_warnings
     from cron_scheduler.models import utcnow
@@ -129,6 +133,9 @@ def _print_job_added(service, job, as_json: bool, opts: dict | None = None) -> N
     config = load_config(service.home)
     for warning in job_warnings(job, opts or {}, nxt[0] if nxt else None, utcnow(), config.channels):
         click.echo(f"{prog}: warning: {job.id}: {warning}", err=True)
+    if added and nxt and daemon_pid(service.home) is None:
+        click.echo(f"{prog}: warning: {job.id}: no daemon is running for {service.home.root}, so nothing "
+                   f"will run it until one starts; {START_HINT}", err=True)
     if as_json:
         emit_json(job_view(job, nxt[0] if nxt else None))
     else:
@@ -230,12 +237,13 @@ def show_cmd(job_id, as_json, home):
 @home_option
 def next_cmd(target, count, timezone, start, as_json, home):
     """The coming fire times of a job or of a schedule expression."""
-    from cron_scheduler.views import format_next, next_times
-    times = next_times(get_home(home), target, count, timezone, start)
+    from cron_scheduler.views import format_next, next_times, text_zone
+    h = get_home(home)
+    times = next_times(h, target, count, timezone, start)
     if as_json:
         emit_json([t.isoformat() for t in times])
-    else:
-        for line in format_next(times, show_relative=not start):
+    else:  # in the zone `list` shows the same instants in, unless --tz asks for another
+        for line in format_next(times, show_relative=not start, zone=None if timezone else text_zone(h)):
             click.echo(line)
 
 

@@ -76,7 +76,8 @@ def export_cmd(job_ids, out, home):
             fh.write(text)
     except OSError as exc:
         raise OperationalError(f"cannot write {out}: {exc.strerror or exc}") from None
-    click.echo(f"exported {len(jobs)} jobs to {out}", err=True)
+    from cron_scheduler.humanize import plural
+    click.echo(f"exported {plural(len(jobs), 'job')} to {out}", err=True)
 
 
 IMPORT_EPILOG = """\b

@@ -33,12 +33,13 @@ def _announce(result: str | None, what: str, home=None, order: list[str] | None 
 @click.option("--no-deps", is_flag=True, help="Start the named jobs even if their upstreams did not succeed.")
 @click.option("--with-upstream", is_flag=True,
               help="Also run the jobs' upstreams (transitively) in the same wave, upstreams first.")
-@click.option("--wait", is_flag=True, help="Wait until the wave's runs end; exit 1 unless all succeeded.")
+@click.option("--wait", is_flag=True,
+              help="Wait until the wave's runs end; exit 1 unless all succeeded (or if no daemon runs).")
 @click.option("--timeout", "wait_timeout", type=float, default=None, help="With --wait: give up after N seconds.")
 @home_option
 def run_cmd(job_ids, no_deps, with_upstream, wait, wait_timeout, home):
     """Run jobs now, in one wave (their downstream jobs follow)."""
-    from cron_scheduler.control import run_ids, send_request, upstream_closure, wait_for_runs
+    from cron_scheduler.control import require_daemon, run_ids, send_request, upstream_closure, wait_for_runs
     from cron_scheduler.errors import InvalidOption
     from cron_scheduler.jobs import JobService
     if no_deps and with_upstream:
@@ -49,6 +50,8 @@ def run_cmd(job_ids, no_deps, with_upstream, wait, wait_timeout, home):
     jobs = list(dict.fromkeys(job_ids))
     if with_upstream:
         jobs = upstream_closure(service.all(), jobs)
+    if wait:  # nothing to wait for: refused before the request is queued, so nothing runs later
+        require_daemon(h, "nothing ran and nothing was queued")
     _, result = send_request(h, "run", {"jobs": jobs, "no_deps": no_deps})
     _announce(result, "run " + " ".join(jobs), h, jobs)
     if wait and result is not None:
@@ -160,15 +163,21 @@ def logs_cmd(job_id, which, follow, home):
         click.echo(f"(output truncated at the job's max_output; {run.output_bytes} bytes written)", err=True)
 
 
-@cli.command("explain", short_help="Explain why a job did or did not run at a slot.")
+@cli.command("explain", short_help="Explain why a job ran or not at a slot, and what comes next.")
 @click.argument("job_id", metavar="ID", shell_complete=complete_jobs)
 @click.option("--at", "at", metavar="ISO-TIME", help="The slot to explain (default: recent runs).")
+@click.option("--json", "as_json", is_flag=True)
 @home_option
-def explain_cmd(job_id, at, home):
-    """Why a job did or did not run at a slot."""
-    from cron_scheduler.control import explain
+def explain_cmd(job_id, at, as_json, home):
+    """Why a job did or did not run at a slot (or recently), and what will happen next and why:
+    its next slot, paused, waiting for its upstreams, outside start/end, no daemon."""
+    from cron_scheduler.explain import explain_view
     from cron_scheduler.views import instant_option
-    for line in explain(get_home(home), job_id, instant_option(at, "--at") if at else None):
+    view = explain_view(get_home(home), job_id, instant_option(at, "--at") if at else None)
+    if as_json:
+        emit_json(view)
+        return
+    for line in view["lines"]:
         click.echo(line)
 
 
@@ -196,27 +205,40 @@ def daemon_cmd(max_workers, once, log_level, executor, dask_scheduler, home):
 @cli.command("doctor", short_help="Check state.db; --repair rebuilds a damaged one.")
 @click.option("--repair", is_flag=True,
               help="Set a damaged state.db aside (state.db.corrupt-TIME) and rebuild it from its readable rows.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {state_db, exists, ok, problems} (with --repair: also repaired, aside, tables).")
 @home_option
-def doctor_cmd(repair, home):
+def doctor_cmd(repair, as_json, home):
     """Check state.db's integrity; exit 1 if it is damaged. jobs.json is never touched."""
     from cron_scheduler.doctor import check
     from cron_scheduler.doctor import repair as rebuild
     from cron_scheduler.errors import StateDamaged
+    from cron_scheduler.humanize import plural
     from cron_scheduler.models import utcnow
     h = get_home(home)
     if not repair:
         problems = check(h)
-        if problems is None:
+        if as_json:
+            emit_json({"state_db": str(h.state_db), "exists": problems is not None, "ok": not problems,
+                       "problems": problems or []})
+        elif problems is None:
             click.echo(f"{h.state_db}: not created yet; nothing to check")
         elif not problems:
             click.echo(f"{h.state_db}: ok")
         else:
             for problem in problems:
                 click.echo(f"{h.state_db}: {problem}")
+        if problems:
             raise StateDamaged(f"{h.state_db} is damaged: stop the daemon and run "
                                f"`cron-scheduler doctor --repair` (jobs.json is not affected)")
         return
     result = rebuild(h, utcnow())
+    if as_json:
+        emit_json({"state_db": str(h.state_db), "exists": h.state_db.exists(), "ok": True, "problems": [],
+                   "repaired": result is not None, "aside": str(result.aside) if result else None,
+                   "tables": [{"table": t.table, "rows": t.rows, "unreadable": t.unreadable, "error": t.error}
+                              for t in (result.tables if result else [])]})
+        return
     if result is None:
         click.echo(f"{h.state_db}: ok; nothing to repair")
         return
@@ -226,6 +248,6 @@ def doctor_cmd(repair, home):
             click.echo(f"  {t.table}: nothing salvaged ({t.error})")
         else:
             lost = f", {t.unreadable} id(s) on damaged pages lost (or pruned earlier)" if t.unreadable else ""
-            click.echo(f"  {t.table}: {t.rows} row(s) salvaged{lost}")
+            click.echo(f"  {t.table}: {plural(t.rows, 'row')} salvaged{lost}")
     click.echo("schedule cursors start fresh: every job goes on from its next slot; jobs.json untouched")
     click.echo(f"{h.state_db}: rebuilt")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from cron_scheduler import safefs
@@ -20,7 +20,6 @@ from cron_scheduler.instance import daemon_pid
 from cron_scheduler.models import ACTIVE, RunStatus, parse_iso, to_iso, utcnow
 
 FINAL = tuple(s.value for s in RunStatus if s.final)
-ONE_SECOND = timedelta(seconds=1)
 RUN_ID_MAX = 2 ** 63 - 1  # SQLite's INTEGER: no run id can be larger
 
 
@@ -43,6 +42,15 @@ def require_run(home: Home, run_id: int) -> Run:
         raise UnknownRun(f"unknown run id: {run_id}")
     with History.opened(home) as history:
         return history.get_run(run_id)
+
+
+START_HINT = "start one with `cron-scheduler daemon` (or `python -m cron_scheduler.scheduler`, or its systemd unit)"
+
+
+def require_daemon(home: Home, consequence: str) -> None:
+    """OperationalError (exit 1) unless a daemon serves this home."""
+    if daemon_pid(home) is None:
+        raise OperationalError(f"no daemon is running for {home.root}: {consequence}; {START_HINT}")
 
 
 def upstream_closure(jobs: dict, job_ids: list[str]) -> list[str]:
@@ -205,47 +213,3 @@ def open_run_log(home: Home, run: Run) -> BinaryIO | None:
         return None
     except OSError as exc:
         raise OperationalError(f"cannot read the log of run {run.run_id}: {exc.strerror or exc}") from None
-
-
-def explain(home: Home, job_id: str, at: datetime | None) -> list[str]:
-    """Why a job did or did not run at a slot (or recently), from its records."""
-    from cron_scheduler.jobs import JobService
-    jobs = JobService(home).all()
-    with History.opened(home) as history:
-        runs = history.runs(job_id, limit=500)
-    if job_id not in jobs and not runs:
-        raise UnknownJob(job_id)
-    lines = []
-    job = jobs.get(job_id)
-    if job is None:
-        lines.append(f"{job_id}: removed from the store; {len(runs)} record(s) remain")
-    elif not job.enabled:
-        lines.append(f"{job_id}: paused, so it gets no new slots")
-    if at is not None:
-        runs = [r for r in runs if _covers(r, at)]
-        if not runs:
-            lines.append(f"no record for a slot at {to_iso(at)}: it was not a slot of this schedule, "
-                         "or the daemon had not reached it")
-    for run in reversed(runs[:20]):
-        lines.append(_explain_run(run))
-    if not lines:
-        lines.append(f"{job_id}: no runs recorded yet")
-    return lines
-
-
-def _covers(run: Run, at: datetime) -> bool:
-    first = parse_iso(run.scheduled_for)
-    last = parse_iso(run.missed_until) or first
-    return first - ONE_SECOND < at < last + ONE_SECOND
-
-
-def _explain_run(run: Run) -> str:
-    head = f"run {run.run_id} ({run.trigger}, slot {run.scheduled_for}, attempt {run.attempt}): {run.status}"
-    detail = {
-        "succeeded": "exited 0",
-        "failed": f"exit {run.exit_code}" if run.exit_code is not None else f"signal {run.signal}",
-        "missed": f"{run.reason}",
-    }.get(run.status, run.reason or "")
-    if run.status == "failed" and run.reason:
-        detail += f" ({run.reason})"
-    return head + (f" - {detail}" if detail else "")

@@ -21,7 +21,7 @@ STATUS_COLOURS = {
     "failed": "31", "timeout": "31", "killed": "31", "interrupted": "31", "blocked": "31",  # red
     "running": "36", "queued": "36", "waiting": "36",                  # cyan
     "skipped": "33", "missed": "33", "paused": "33",                   # yellow
-    "completed": "2",                                                  # dim
+    "completed": "2", "not run": "2",                                  # dim
 }
 
 
@@ -63,9 +63,42 @@ def relative(dt: datetime, now: datetime) -> str:
     return f"in {text}" if delta > 0 else f"{text} ago"
 
 
-def when(dt: datetime | None, zone: tzinfo, now: datetime) -> str:
-    """The one time style: `2026-01-05 14:00:00 CET (in 3h)`, or `-`."""
-    return "-" if dt is None else f"{stamp(dt, zone)} ({relative(dt, now)})"
+def when(dt: datetime | None, zone: tzinfo, now: datetime, short: bool = False) -> str:
+    """The one time style: `2026-01-05 14:00:00 CET (in 3h)`, or `-`. `short` (a table that
+    must fit a narrow terminal): `01-05 14:00 CET`, without the relative time, the year when it
+    is this year's, the seconds when they are zero."""
+    if dt is None:
+        return "-"
+    if not short:
+        return f"{stamp(dt, zone)} ({relative(dt, now)})"
+    local = dt.astimezone(zone)
+    day = "%m-%d" if local.year == now.astimezone(zone).year else "%Y-%m-%d"
+    clock = "%H:%M" if local.second == 0 and not local.microsecond else "%H:%M:%S"
+    return f"{local.strftime(f'{day} {clock}')} {local.tzname() or local.strftime('%z')}"
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """`1 job`, `4 jobs`, `0 jobs`."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
+
+
+def one_line(text: str) -> str:
+    """Text for a one-line cell: a newline (a shell command of several lines, a crontab `%`
+    stdin) or other control character is shown escaped (`\\n`), never breaking the line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def short_command(text: str, room: int) -> str:
+    """A command cut to `room` characters keeping what names it: the program's directory is
+    dropped first (`…/backup.sh --target …`), then the end of its arguments."""
+    if len(text) <= room:
+        return text
+    program, sep, rest = text.partition(" ")
+    if "/" in program.rstrip("/"):
+        text = "…/" + program.rstrip("/").rsplit("/", 1)[1] + sep + rest
+    return text if len(text) <= room else text[:room - 1] + "…"
 
 
 # --- spans and sizes --------------------------------------------------------------------------
@@ -138,12 +171,25 @@ def paint(text: str, status: str, colour: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if colour and code else text
 
 
+def fits(headers: Sequence[str], rows: Sequence[Sequence[str]], max_width: int | None) -> bool:
+    """Whether the table is at most `max_width` wide without shortening anything."""
+    if max_width is None:
+        return True
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    return sum(widths) + 2 * (len(headers) - 1) <= max_width
+
+
+def _cut(text: str, room: int) -> str:
+    return text if len(text) <= room else text[:room - 1] + "…"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, flex: int = -1,
           max_width: int | None = None, show_headers: bool = True,
-          status_col: int | None = None, colour: bool = False) -> list[str]:
+          status_col: int | None = None, colour: bool = False, shorten=_cut) -> list[str]:
     """Rows aligned in columns two spaces apart. Only column `flex` (the free text: a command, a
-    reason) is shortened, with '…', to fit `max_width`; ids, names, statuses and times are never
-    cut. Column `status_col` is coloured by its value when `colour`."""
+    reason) is shortened, by `shorten(text, room)` (default: cut with '…'), to fit `max_width`;
+    ids, names, statuses and times are never cut. Column `status_col` is coloured by its value
+    when `colour`."""
     all_rows = ([list(headers)] if show_headers else []) + [list(r) for r in rows]
     if not all_rows:
         return []
@@ -156,8 +202,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, flex: int = 
         if widths[flex] > room:
             widths[flex] = room
             for r in all_rows:
-                if len(r[flex]) > room:
-                    r[flex] = r[flex][:room - 1] + "…"
+                r[flex] = shorten(r[flex], room)
     lines = []
     for index, r in enumerate(all_rows):
         cells = []

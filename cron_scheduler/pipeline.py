@@ -502,7 +502,7 @@ def format_changes(changes: list[Change], dry_run: bool) -> list[str]:
             lines += [f"    {k}: {_shown(k, a)} -> {_shown(k, b)}" for k, a, b in change.fields]
     counts = {kind: sum(c.kind == kind for c in changes) for kind in ("added", "changed", "removed", "unchanged")}
     if not any(counts[k] for k in ("added", "changed", "removed")):
-        lines.append(f"no change ({counts['unchanged']} jobs unchanged)")
+        lines.append(f"no change ({counts['unchanged']} job{'' if counts['unchanged'] == 1 else 's'} unchanged)")
     else:
         summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
         lines.append(f"dry run, nothing written: {summary}" if dry_run else f"applied: {summary}")

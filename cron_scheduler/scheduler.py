@@ -200,8 +200,9 @@ class Daemon:
             engine = Engine(self.home, self.config, pool, history, started=now, prepare_ahead=not self.once)
             requests = Requests(engine)
             engine.reload(now)
-            log.info("daemon started: pid %d, home %s, %d jobs, max_workers %d%s", os.getpid(), self.home.root,
-                     len(engine.jobs), self.config.max_workers, "" if subreaper else " (no child subreaper)")
+            log.info("daemon started: pid %d, home %s, log %s, %d jobs, max_workers %d%s", os.getpid(),
+                     self.home.root, self.home.log, len(engine.jobs), self.config.max_workers,
+                     "" if subreaper else " (no child subreaper)")
             recover(engine, now)
             # what crashed runs left under runs/: swept once the daemon is up (listing every job's
             # directory costs ~25 ms per 1,000 jobs, not worth delaying the first slot for)

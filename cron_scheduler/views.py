@@ -9,6 +9,7 @@ from typing import Any
 from cron_scheduler import schedule
 from cron_scheduler.errors import InvalidSchedule
 from cron_scheduler.home import Home, load_config
+from cron_scheduler.humanize import one_line
 from cron_scheduler.jobs import JobService, job_view, next_runs, zone_of
 from cron_scheduler.models import Job, format_duration, parse_iso, utcnow
 from cron_scheduler.planner import dependents, fingerprint
@@ -31,7 +32,27 @@ def list_view(home: Home) -> list[dict[str, Any]]:
                 nxt = found[0] if found else None
         rows.append(job_view(job, nxt, down[job.id]))
     rows += [invalid_view(job_id, stored.raw(job_id), errors[job_id]) for job_id in errors]
+    _add_states(home, rows)
     return sorted(rows, key=lambda r: r["id"])
+
+
+def _add_states(home: Home, rows: list[dict[str, Any]]) -> None:
+    """Each row's `state`: invalid, paused, enabled; an @once job whose one slot has passed is
+    `completed` only if its run succeeded, else its run's status (failed, timeout, running...)
+    or `not run` (no record: no daemon reached the slot). One read per such job only."""
+    done = {r["id"] for r in rows if not r.get("error") and r["enabled"] and r["next_run"] is None
+            and schedule.parse(r["schedule"]).kind is schedule.Kind.ONCE}
+    latest = {}
+    if done and home.state_db.exists():
+        from cron_scheduler.history import History
+        with History.opened(home) as history:
+            latest = {job_id: history.runs(job_id, limit=1) for job_id in done}
+    for row in rows:
+        row["state"] = "invalid" if row.get("error") else "enabled" if row["enabled"] else "paused"
+        if row["id"] in done:
+            last = latest.get(row["id"])
+            status = last[0].status.value if last else None
+            row["state"] = "completed" if status == "succeeded" else status or "not run"
 
 
 def invalid_view(job_id: str, record: Any, error: str) -> dict[str, Any]:
@@ -66,10 +87,13 @@ def show_view(home: Home, job_id: str, usual: bool = False) -> dict[str, Any]:
     stored = service.store.load()
     jobs, errors = stored.valid()
     if job_id in errors:
-        return invalid_view(job_id, stored.raw(job_id), errors[job_id])
+        view = invalid_view(job_id, stored.raw(job_id), errors[job_id])
+        _add_states(home, [view])
+        return view
     job = service._get(jobs, job_id)
     nxt = next_runs(job, utcnow(), 1, service.default_zone()) if job.enabled else []
     view = job_view(job, nxt[0] if nxt else None, dependents(jobs)[job_id])
+    _add_states(home, [view])
     if not usual:  # the JSON shape stays the one of `list --json`
         return view
     if home.state_db.exists():  # its usual duration: p50/p95 of its last 20 successful runs
@@ -133,8 +157,8 @@ def status_view(home: Home) -> dict[str, Any]:
         from cron_scheduler.history import History
         with History.opened(home) as history:
             running = history.running_ids()
-    return {"home": str(home.root), "daemon_running": pid is not None, "pid": pid, "jobs": len(jobs),
-            "invalid_jobs": sorted(invalid), "running": running, "next_due": min(due) if due else None,
+    return {"home": str(home.root), "log": str(home.log), "daemon_running": pid is not None, "pid": pid,
+            "jobs": len(jobs), "invalid_jobs": sorted(invalid), "running": running, "next_due": min(due) if due else None,
             "kill_method": info.get("kill_method"), "kill_detail": info.get("kill_detail")}
 
 
@@ -148,14 +172,24 @@ def text_zone(home: Home) -> tzinfo:
 
 def format_table(rows: list[dict[str, Any]], zone: tzinfo | None = None, now: datetime | None = None, *,
                  headers: bool = True, colour: bool = False, width: int | None = None) -> str:
-    from cron_scheduler.humanize import table, when
+    """`list` as text, one line per job whatever its command holds. Where the table is wider
+    than the terminal, the times go short (no year) and the command keeps its program's name."""
+    from cron_scheduler.humanize import fits, short_command, table, when
     if not rows:
         return "no jobs"
     zone, now = zone or schedule.local_zone(), now or utcnow()
-    body = [(printable_id(r["id"]), r["schedule"], when(parse_iso(r["next_run"]), zone, now), _state(r),
-             ",".join(r["depends_on"]) or "-", shlex.join(r["command"])) for r in rows]
-    lines = table(("ID", "SCHEDULE", "NEXT RUN", "STATE", "DEPENDS", "COMMAND"), body,
-                  max_width=width, show_headers=headers, status_col=3, colour=colour)
+    titles = ("ID", "SCHEDULE", "NEXT RUN", "CAP", "STATE", "DEPENDS", "COMMAND")
+
+    def body(short: bool) -> list[tuple[str, ...]]:
+        return [(printable_id(r["id"]), one_line(r["schedule"]), when(parse_iso(r["next_run"]), zone, now, short),
+                 format_duration(r["timeout"]) if r["timeout"] else "-", _state(r),
+                 ",".join(r["depends_on"]) or "-", one_line(shlex.join(r["command"]))) for r in rows]
+
+    cells = body(short=False)
+    if not fits(titles, cells, width):
+        cells = body(short=True)
+    lines = table(titles, cells, max_width=width, show_headers=headers, status_col=4, colour=colour,
+                  shorten=short_command)
     lines += [f"invalid job {printable_id(r['id'])}, not scheduled: {r['error']}" for r in rows if r.get("error")]
     return "\n".join(lines)
 
@@ -163,11 +197,7 @@ def format_table(rows: list[dict[str, Any]], zone: tzinfo | None = None, now: da
 def _state(row: dict[str, Any]) -> str:
     if row.get("error"):
         return "INVALID"
-    if not row["enabled"]:
-        return "paused"
-    if row["next_run"] is None and schedule.parse(row["schedule"]).kind is schedule.Kind.ONCE:
-        return "completed"  # its one slot has passed
-    return "enabled"
+    return row.get("state") or ("enabled" if row["enabled"] else "paused")
 
 
 def format_job(data: dict[str, Any], zone: tzinfo | None = None, now: datetime | None = None) -> str:
@@ -188,14 +218,23 @@ def format_job(data: dict[str, Any], zone: tzinfo | None = None, now: datetime |
     for key in ("usual_p50", "usual_p95"):
         if key in data:
             shown[key] = "-" if data[key] is None else span(data[key])
-    shown["command"] = shlex.join(data["command"])
-    for key in ("depends_on", "downstream", "notify", "notify_to"):
-        shown[key] = ", ".join(data[key]) or "-"
-    shown["env"] = ", ".join(f"{k}=..." for k in data["env"]) or "-"
+    shown["command"] = one_line(shlex.join(data["command"]))
+    shown["env"] = ", ".join(f"{k}=..." for k in data["env"]) or "-"  # values may be secrets
     for key, value in shown.items():
         if key != "id":
-            lines.append(f"{key:<18}{'-' if value in (None, '') else value}")
+            lines.append(f"{key:<18}{_text(value)}")
     return "\n".join(lines)
+
+
+def _text(value: Any) -> str:
+    """A field's value for people, never a Python literal: yes/no, `a, b`, `cpu=2, mem=4GB`, `-`."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        value = ", ".join(f"{k}={v}" for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        value = ", ".join(map(str, value))
+    return "-" if value in (None, "") else one_line(str(value))
 
 
 def format_status(data: dict[str, Any], names: dict[int, str] | None = None, zone: tzinfo | None = None,
@@ -208,19 +247,28 @@ def format_status(data: dict[str, Any], names: dict[int, str] | None = None, zon
     running = ", ".join(f"{i} ({names[i]})" if i in names else str(i) for i in data["running"])
     invalid = data.get("invalid_jobs") or []
     jobs = f"{data['jobs']}" + (f" (and {len(invalid)} invalid, not scheduled: see list)" if invalid else "")
-    return "\n".join([f"home      {data['home']}", f"daemon    {daemon}", f"jobs      {jobs}",
+    return "\n".join([f"home      {data['home']}", f"log       {data['log']}", f"daemon    {daemon}",
+                      f"jobs      {jobs}",
                       f"running   {running or '-'}",
                       f"next due  {when(parse_iso(data['next_due']), zone, now)}"]
                      + ([f"kill      {data['kill_method']} ({data['kill_detail']})"]
                         if data.get("kill_method") else []))
 
 
-def format_next(times: list[datetime], now: datetime | None = None, show_relative: bool = True) -> list[str]:
-    """`next` as text: each time in the zone it is given in (the job's, or --tz), with how far
-    from now (not with --from, where now is beside the point)."""
+def format_next(times: list[datetime], now: datetime | None = None, show_relative: bool = True,
+                zone: tzinfo | None = None) -> list[str]:
+    """`next` as text: each time in `zone` (the viewer's, as `list` and `status` show it; None:
+    the zone each time is given in, --tz), with how far from now (not with --from, where now is
+    beside the point). Where the schedule's own zone reads another wall time, it follows."""
     from cron_scheduler.humanize import relative, stamp
     now = now or utcnow()
-    return [f"{stamp(t, t.tzinfo)}  {relative(t, now)}" if show_relative else stamp(t, t.tzinfo) for t in times]
+    lines = []
+    for t in times:
+        line = stamp(t, zone or t.tzinfo)
+        if zone is not None and stamp(t, t.tzinfo)[11:] != line[11:]:
+            line += f" ({stamp(t, t.tzinfo)} in the schedule's zone)"
+        lines.append(f"{line}  {relative(t, now)}" if show_relative else line)
+    return lines
 
 
 def format_history(rows: list[dict[str, Any]], zone: tzinfo | None = None, now: datetime | None = None, *,

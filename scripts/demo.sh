@@ -17,6 +17,11 @@ for file in maintenance files fetch etl dag; do
   echo "== cron-scheduler apply examples/$file.yaml"
   cron-scheduler apply "$home/examples/$file.yaml"
 done
+# The examples' schedules are minutes to days away: this one fires every 10 seconds, so the
+# daemon shows a run within seconds of starting (add warns that no daemon runs yet: it starts below).
+echo "== create_cron heartbeat @every 10s"
+cron-scheduler add heartbeat --replace --description "the demo's heartbeat: fires every 10 seconds" \
+  "@every 10s" /bin/date
 echo
 cron-scheduler list
 echo
@@ -24,6 +29,7 @@ cat <<TXT
 Starting the daemon in the foreground on $home (Ctrl-C stops it cleanly).
 In another terminal, with CRON_SCHEDULER_HOME=$home and PATH=$venv/bin:\$PATH:
   cron-scheduler status                       # the daemon, running runs, what is due next
+  cron-scheduler history heartbeat            # a run every 10 seconds, from the first seconds on
   cron-scheduler run job_3 job_8 job_9        # start the DAG now; its downstream jobs follow
   cron-scheduler run etl-extract --wait       # extract -> transform -> load
   cron-scheduler history                      # what ran, when, how it ended
@@ -37,6 +43,10 @@ if [ -n "${DEMO_SECONDS:-}" ]; then
   daemon=$!
   sleep 2
   cron-scheduler run job_3 job_8 job_9 sales-report etl-extract --wait --timeout "$DEMO_SECONDS" || true
+  for _ in $(seq "$DEMO_SECONDS"); do  # and the heartbeat fires on its own within seconds
+    cron-scheduler history heartbeat --status succeeded --json | grep -q '"trigger": "schedule"' && break
+    sleep 1
+  done
   kill -INT "$daemon"
   wait "$daemon" || true
   cron-scheduler history --limit 20

@@ -64,19 +64,42 @@ def run_cli(home, *args):
 
 def test_list_golden(home):
     assert run_cli(home, "list") == (
-        "ID      SCHEDULE    NEXT RUN                          STATE    DEPENDS  COMMAND\n"
-        "backup  0 2 * * *   2026-01-06 03:00:00 CET (in 14h)  enabled  -        /usr/bin/backup 'hello world'\n"
-        "report  @after      -                                 enabled  backup   /bin/echo done\n"
-        "tick    @every 90s  -                                 paused   -        /bin/true\n")
+        "ID      SCHEDULE    NEXT RUN                          CAP    STATE    DEPENDS  COMMAND\n"
+        "backup  0 2 * * *   2026-01-06 03:00:00 CET (in 14h)  1h30m  enabled  -        /usr/bin/backup 'hello world'\n"
+        "report  @after      -                                 -      enabled  backup   /bin/echo done\n"
+        "tick    @every 90s  -                                 -      paused   -        /bin/true\n")
     assert run_cli(home, "list", "--no-headers").splitlines()[0].startswith("backup  ")
 
 
-def test_list_fits_the_width_by_shortening_only_the_command(home, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "90")
+def _crontab_job(home) -> None:
+    """A job as import-crontab makes one of `cmd % stdin`: a command of several lines."""
+    with Store(home).transaction() as jobs:
+        jobs["etl"] = Job(id="etl", schedule="*/15 * * * *", timeout=600.0, created_at=CREATED,
+                          command=("/bin/sh", "-c", "printf 'a\\nb\\n' | (\ncat\n)"))
+
+
+def test_list_keeps_one_line_per_job_for_a_command_of_several_lines(home):
+    _crontab_job(home)
     lines = run_cli(home, "list").splitlines()
-    assert max(map(len, lines)) <= 90
-    assert lines[1].startswith("backup  0 2 * * *   2026-01-06 03:00:00 CET (in 14h)  enabled  -        /usr/bin/")
-    assert lines[1].endswith("…")
+    assert len(lines) == 5
+    assert lines[2] == ("etl     */15 * * * *  2026-01-05 13:15:00 CET (in 15m)  10m    enabled  -        "
+                        "/bin/sh -c 'printf '\"'\"'a\\nb\\n'\"'\"' | (\\ncat\\n)'")
+    assert "command           /bin/sh -c 'printf" in run_cli(home, "show", "etl") and "\\ncat\\n" in run_cli(home, "show", "etl")
+
+
+def test_list_fits_80_columns_with_short_times_and_the_programs_name(home, monkeypatch):
+    """Too wide for the terminal: times drop the year, seconds and relative part, and a cut
+    command keeps its program's name (not only its directory)."""
+    _crontab_job(home)
+    monkeypatch.setenv("COLUMNS", "80")
+    assert run_cli(home, "list") == (
+        "ID      SCHEDULE      NEXT RUN         CAP    STATE    DEPENDS  COMMAND\n"
+        "backup  0 2 * * *     01-06 03:00 CET  1h30m  enabled  -        …/backup 'hello…\n"
+        "etl     */15 * * * *  01-05 13:15 CET  10m    enabled  -        …/sh -c 'printf…\n"
+        "report  @after        -                -      enabled  backup   /bin/echo done\n"
+        "tick    @every 90s    -                -      paused   -        /bin/true\n")
+    monkeypatch.setenv("COLUMNS", "200")  # room enough: the full form
+    assert "2026-01-06 03:00:00 CET (in 14h)  1h30m" in run_cli(home, "list")
 
 
 def test_show_golden(home):
@@ -86,11 +109,16 @@ def test_show_golden(home):
     assert "max_output        10 MiB\n" in out
     assert "created_at        2026-01-01 09:30:00 CET\n" in out
     assert "next_run          2026-01-06 03:00:00 CET (in 14h)\n" in out
+    # words, not Python values (True, {}, [])
+    assert "enabled           yes\n" in out and "shell             no\n" in out and "resources         -\n" in out
+    values = [line[18:] for line in out.splitlines()]
+    assert not {"True", "False", "None", "{}", "[]"} & set(values), out
 
 
 def test_status_golden_names_running_runs(home):
     assert run_cli(home, "status") == (
         f"home      {home.root}\n"
+        f"log       {home.root}/scheduler.log\n"
         "daemon    not running\n"
         "jobs      3\n"
         "running   3 (backup)\n"
@@ -106,10 +134,14 @@ def test_history_golden(home):
     assert run_cli(home, "history", "--no-headers").splitlines()[0].startswith("3  backup  running")
 
 
-def test_next_golden_in_the_jobs_zone_and_with_tz(home):
+def test_next_golden_in_the_viewers_zone_as_list_with_the_jobs_zone_and_with_tz(home):
+    """`next JOB` shows the instants `list` shows, in the same (viewer's) zone; the job's own
+    zone's wall time follows where it differs; --tz shows them in the zone it names."""
+    listed = run_cli(home, "list").splitlines()[1]
+    assert "2026-01-06 03:00:00 CET (in 14h)" in listed
     assert run_cli(home, "next", "backup", "-n", "2") == (
-        "2026-01-06 02:00:00 UTC  in 14h\n"
-        "2026-01-07 02:00:00 UTC  in 1d14h\n")
+        "2026-01-06 03:00:00 CET (2026-01-06 02:00:00 UTC in the schedule's zone)  in 14h\n"
+        "2026-01-07 03:00:00 CET (2026-01-07 02:00:00 UTC in the schedule's zone)  in 1d14h\n")
     assert run_cli(home, "next", "backup", "-n", "1", "--tz", "Asia/Tokyo") == "2026-01-06 11:00:00 JST  in 14h\n"
     assert run_cli(home, "next", "0 9 * * *", "--tz", "Asia/Kolkata", "-n", "1") == "2026-01-06 09:00:00 IST  in 15h30m\n"
 

@@ -1,10 +1,12 @@
 """Text views: state column and dependency graph."""
 
+import json
 import subprocess
 import sys
 
+from cron_scheduler.history import History
 from cron_scheduler.home import Home
-from cron_scheduler.models import Job
+from cron_scheduler.models import Job, RunStatus
 from cron_scheduler.store import Store
 
 
@@ -13,7 +15,18 @@ def cli(home, *args):
                           capture_output=True, text=True)
 
 
-def test_once_job_shows_completed_after_its_slot_and_enabled_before(tmp_path):
+def _once_run(home, status: RunStatus, **values) -> None:
+    slot = "2020-01-01T00:00:00+00:00"
+    with History.opened(Home(home)) as history:
+        run_id = history.add_run(RunStatus.QUEUED, slot, job_id="past", scheduled_for=slot, trigger="schedule",
+                                 priority=0)
+        history.transition(run_id, RunStatus.RUNNING, slot, started_at=slot, pid=42)
+        history.transition(run_id, status, slot, finished_at=slot, **values)
+
+
+def test_once_job_shows_completed_only_after_its_run_succeeded(tmp_path):
+    """An @once job past its slot is `completed` only once its run succeeded: a failed one
+    shows `failed`, one no daemon ran shows `not run` (text and the JSON `state`)."""
     home = tmp_path / "home"
     # added in 2019 for 2020 (add refuses a time already past)
     with Store(Home(home)).transaction() as jobs:
@@ -21,10 +34,19 @@ def test_once_job_shows_completed_after_its_slot_and_enabled_before(tmp_path):
                            start_at="2020-01-01T00:00:00+00:00", created_at="2019-12-01T00:00:00+00:00")
     assert cli(home, "add", "future", "--start-at", "2099-01-01T00:00", "@once", "/bin/true").returncode == 0
     assert cli(home, "add", "held", "--paused", "@daily", "/bin/true").returncode == 0
-    rows = {line.split()[0]: line.split() for line in cli(home, "list").stdout.splitlines()[1:]}
-    assert "completed" in rows["past"]
-    assert "enabled" in rows["future"]
-    assert "paused" in rows["held"]
+
+    def states():
+        text = {line.split("  ")[0]: line for line in cli(home, "list").stdout.splitlines()[1:]}
+        listed = {row["id"]: row["state"] for row in json.loads(cli(home, "list", "--json").stdout)}
+        assert json.loads(cli(home, "show", "past", "--json").stdout)["state"] == listed["past"]
+        assert all(f"  {listed[j]}  " in text[j] for j in listed), text
+        return listed
+
+    assert states() == {"past": "not run", "future": "enabled", "held": "paused"}
+    _once_run(home, RunStatus.FAILED, exit_code=1)
+    assert states()["past"] == "failed"
+    _once_run(home, RunStatus.SUCCEEDED, exit_code=0)
+    assert states()["past"] == "completed"
     # editing the past job's other fields is fine; moving it to another past time is not
     assert cli(home, "update", "past", "--description", "kept").returncode == 0
     moved = cli(home, "update", "past", "--start-at", "2021-01-01T00:00")

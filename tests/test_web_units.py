@@ -106,3 +106,30 @@ def test_a_link_at_the_token_is_refused(tmp_path):
     with pytest.raises(UnsafePath):
         auth.token(home)
     assert not (tmp_path / "target").exists()
+
+
+def test_the_read_cookie_is_derived_from_the_token_and_is_not_it():
+    token = "a" * 43
+    cookie = auth.read_credential(token)
+    assert cookie == auth.read_credential(token) and len(cookie) == 64
+    assert token not in cookie and cookie != auth.read_credential(token + "b")
+
+
+def test_the_timeline_fits_its_window_to_the_runs_and_its_ticks_to_the_window():
+    from datetime import datetime, timedelta, timezone
+    from cron_scheduler.schedule import get_zone
+    from cron_scheduler.web.pages import DEFAULT_HOURS, MIN_WINDOW, fitted_start
+    now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    default = now - timedelta(hours=DEFAULT_HOURS)
+    iso = lambda minutes: (now - timedelta(minutes=minutes)).isoformat()
+    three = [_run(1, "succeeded", iso(3), iso(2.9)), _run(2, "running", iso(1), None)]
+    assert fitted_start(three, default, now) == now - timedelta(minutes=3) * 1.05
+    assert fitted_start([_run(1, "succeeded", iso(0.1), iso(0.05))], default, now) == now - MIN_WINDOW
+    assert fitted_start([], default, now) == default
+    assert fitted_start([_run(1, "running", iso(60 * 24), None)], default, now) == default  # never wider
+    # a few minutes: ticks every 30 s, labelled with seconds; hours: on the zone's whole hours
+    assert charts.tick_step(180) == 30 and charts.tick_step(6 * 3600) == 1800 and charts.tick_step(86400 * 14) == 172800
+    svg = charts.gantt(three, ["a"], now - timedelta(minutes=3), now, now, zone=timezone.utc)
+    assert ">11:57:30<" in svg and ">11:59:30<" in svg
+    kolkata = charts.ticks(now, now + timedelta(hours=3), 3600, get_zone("Asia/Kolkata"))
+    assert [t.astimezone(get_zone("Asia/Kolkata")).strftime("%H:%M") for t in kolkata] == ["18:00", "19:00", "20:00"]

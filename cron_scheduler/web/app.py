@@ -2,14 +2,17 @@
 
 Who may do what:
 - on a loopback bind, reads are open to local users and actions need the token;
-- on any other bind, every request needs the token (a header, or the cookie that /login sets
-  for reads only: a POST always needs the header or form field, so a cookie alone never acts);
+- on any other bind, every request needs the token (a header), or for reads the cookie that
+  /login sets: a read credential derived from the token (auth.read_credential), not the token,
+  so a leaked cookie never acts; a POST always needs the token in a header or form field;
 - with --read-only, actions are refused whatever is presented;
 - with --no-token (loopback only), there is no token and so no action.
 """
 
 from __future__ import annotations
 
+import errno
+import socket
 import sys
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from cron_scheduler.home import Home
 from cron_scheduler.web import api, auth, live, metrics, pages
 
 HERE = Path(__file__).parent
-COOKIE = "cron_scheduler_token"
+COOKIE = "cron_scheduler_read"  # holds auth.read_credential, never the token
 OPEN_PATHS = ("/login", "/static/")
 MAX_FORM = 64 * 1024
 
@@ -43,8 +46,8 @@ class Guard(BaseHTTPMiddleware):
                 return JSONResponse({"error": "this action needs the token (X-Token header); "
                                               "see `cron-scheduler web --print-token`"}, 403)
         elif state.remote and not path.startswith(OPEN_PATHS):
-            given = auth.presented(request.headers) or request.cookies.get(COOKIE)
-            if not auth.matches(state.token, given):
+            given = auth.presented(request.headers)
+            if not (auth.matches(state.token, given) or auth.matches(state.read_cookie, request.cookies.get(COOKIE))):
                 if path.startswith(("/api/", "/metrics")):
                     return JSONResponse({"error": "this dashboard needs the token"}, 401)
                 return RedirectResponse("/login", 303)
@@ -67,7 +70,7 @@ async def login(request: Request) -> Response:
         form = await form_of(request)
         if auth.matches(state.token, form.get("token")):
             response = RedirectResponse("/", 303)
-            response.set_cookie(COOKIE, form["token"], httponly=True, samesite="strict",
+            response.set_cookie(COOKIE, state.read_cookie, httponly=True, samesite="strict",
                                 secure=request.url.scheme == "https")
             return response
         return HTMLResponse(_LOGIN.format(note="wrong token"), 403)
@@ -137,6 +140,7 @@ def build(home: Home, *, read_only: bool = False, use_token: bool = True, remote
     app.state.read_only = read_only or not use_token
     app.state.remote = remote
     app.state.token = auth.token(home) if use_token else None
+    app.state.read_cookie = auth.read_credential(app.state.token) if app.state.token else None
     app.state.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                       autoescape=select_autoescape(["html"]))
     app.state.broadcaster = live.Broadcaster(home)
@@ -144,15 +148,38 @@ def build(home: Home, *, read_only: bool = False, use_token: bool = True, remote
 
 
 def serve(home: Home, bind: str, *, read_only: bool = False, use_token: bool = True) -> None:
-    """Listen until SIGTERM/SIGINT; one line on stderr says where."""
+    """Listen until SIGTERM/SIGINT; one line on stderr says where, once the port is ours (a
+    busy port is one error line, exit 1, and no URL that nothing serves)."""
     import uvicorn
     host, port = auth.parse_bind(bind)
     auth.check_bind(host, use_token)
     app = build(home, read_only=read_only, use_token=use_token, remote=not auth.is_loopback(host))
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=2, lifespan="off")
+    sock = listen(host, port)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2, lifespan="off")
     server = uvicorn.Server(config)
     mode = "read-only" if app.state.read_only else "actions need the token"
     shown = f"[{host}]" if ":" in host else host
-    print(f"cron-scheduler web: http://{shown}:{port}/ (home {home.root}; {mode})", file=sys.stderr, flush=True)
-    server.run()
+    print(f"cron-scheduler web: http://{shown}:{sock.getsockname()[1]}/ (home {home.root}; {mode})",
+          file=sys.stderr, flush=True)
+    with sock:
+        server.run(sockets=[sock])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or OperationalError naming why not (in use, no such
+    address, a privileged port)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, UnicodeError) as exc:
+        raise OperationalError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.set_inheritable(True)
+    except OSError as exc:
+        sock.close()
+        hint = " (another `cron-scheduler web`? pick a free port with --bind)" if exc.errno == errno.EADDRINUSE else ""
+        raise OperationalError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
+    return sock

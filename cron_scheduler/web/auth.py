@@ -3,11 +3,14 @@
 The token lives in the home as `web.token` (0600, created and read without following a link).
 Actions (run, stop, pause, resume, rerun) need it in the `X-Token` header (or an
 `Authorization: Bearer` header, or a `token` form field): never in a cookie alone, so another
-site cannot make a browser post one. On a bind other than loopback every request needs it.
+site cannot make a browser post one. On a bind other than loopback every request needs it, or,
+for reads, the cookie /login sets: not the token but a read credential derived from it
+(read_credential), so a leaked cookie lets one read the dashboard, never act.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import os
@@ -19,6 +22,7 @@ from cron_scheduler.errors import InvalidOption, OperationalError
 from cron_scheduler.home import Home
 
 TOKEN_FILE = "web.token"
+READ_PURPOSE = b"cron-scheduler web: read-only cookie v1"
 DEFAULT_BIND = "127.0.0.1:8765"
 
 
@@ -86,6 +90,12 @@ def presented(headers, form: dict | None = None) -> str | None:
     if not value and form:
         value = form.get("token")
     return value or None
+
+
+def read_credential(token: str) -> str:
+    """The /login cookie's value: HMAC-SHA256 of the token for the read purpose. It proves the
+    token was known, and the token cannot be computed back from it; a new web.token voids it."""
+    return hmac.new(token.encode(), READ_PURPOSE, hashlib.sha256).hexdigest()
 
 
 def matches(expected: str | None, given: str | None) -> bool:

@@ -117,17 +117,36 @@ def gantt(runs: list[dict[str, Any]], job_ids: list[str], start: datetime, end: 
                 body.append(_bar(r, first, last, x, top, lane_h - 4))
         y += row_h
     grid = []
-    hours = max(1, int(total // 3600 // 12) or 1)
-    tick = start.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    while tick < end:
+    step = tick_step(total)
+    label = "%H:%M:%S" if step < 60 else "%H:%M" if step < 86400 else "%m-%d"
+    for tick in ticks(start, end, step, zone):
         grid.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{head - 4}" y2="{y}" stroke="#f0f0f0"/>'
                     f'<text x="{x(tick):.1f}" y="{head - 8}" text-anchor="middle" class="axis">'
-                    f'{tick.astimezone(zone).strftime("%H:%M")}</text>')
-        tick += timedelta(hours=hours)
+                    f'{tick.astimezone(zone).strftime(label)}</text>')
     grid.append(f'<line x1="{x(now):.1f}" x2="{x(now):.1f}" y1="{head - 4}" y2="{y}" stroke="#d03b3b" '
                 f'stroke-dasharray="2 2"><title>now</title></line>')
     return (f'<svg class="gantt" viewBox="0 0 {width} {y + 4}" width="{width}" height="{y + 4}" role="img" '
             f'aria-label="runs per job over time">{"".join(grid)}{"".join(body)}</svg>')
+
+
+STEPS = (1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800)
+
+
+def tick_step(total: float, most: int = 12) -> int:
+    """Seconds between two axis ticks: the smallest step giving at most `most` ticks."""
+    return next((s for s in STEPS if total / s <= most), STEPS[-1])
+
+
+def ticks(start: datetime, end: datetime, step: int, zone=None) -> list[datetime]:
+    """The instants in (start, end) on whole multiples of `step` of the wall clock of `zone`."""
+    local = start.astimezone(zone)
+    offset = local.utcoffset().total_seconds() if local.utcoffset() else 0.0
+    first = (int(start.timestamp() + offset) // step + 1) * step - offset
+    out, t = [], first
+    while t < end.timestamp() and len(out) < 100:
+        out.append(datetime.fromtimestamp(t, start.tzinfo))
+        t += step
+    return out
 
 
 def _bar(r: dict[str, Any], first: datetime, last: datetime, x, top: float, h: float) -> str:

@@ -87,26 +87,31 @@ async def events(request: Request) -> StreamingResponse:
 
 async def log_stream(request: Request) -> StreamingResponse:
     """GET /api/runs/{id}/log/stream: the log's last part, then `event: log` chunks
-    ({"text": ...}) as the run writes them, and `event: end` ({"status": ...}) once it ended."""
+    ({"text": ...}) as the run writes them, and `event: end` ({"status": ...}) once it ended.
+    An unknown run (404) or a link at the log's place (409) is a JSON error before the 200; a
+    link planted while it streams ends the stream with `event: error` ({"error": ...})."""
     from cron_scheduler.control import require_run
+    from cron_scheduler.errors import CronSchedulerError
     from cron_scheduler.web.api import home_of, read_log, run_id_of
     home, run_id = home_of(request), run_id_of(request)
-    await asyncio.to_thread(require_run, home, run_id)  # an unknown run is a 404 before streaming
+    run = await asyncio.to_thread(require_run, home, run_id)
+    first = await asyncio.to_thread(read_log, home, run_id, None)
 
     async def stream() -> AsyncIterator[bytes]:
-        offset = None
-        while True:
-            run = await asyncio.to_thread(require_run, home, run_id)
-            data, end = await asyncio.to_thread(read_log, home, run_id, offset)
-            if data or offset is None:
-                yield _sse("log", {"text": data.decode("utf-8", "replace"), "offset": end})
-            offset = end
-            if run.status not in ACTIVE:
+        nonlocal run
+        data, offset = first
+        yield _sse("log", {"text": data.decode("utf-8", "replace"), "offset": offset})
+        try:
+            while run.status in ACTIVE:
+                await asyncio.sleep(POLL)
+                run = await asyncio.to_thread(require_run, home, run_id)
                 data, end = await asyncio.to_thread(read_log, home, run_id, offset)
                 if data:
                     yield _sse("log", {"text": data.decode("utf-8", "replace"), "offset": end})
-                yield _sse("end", {"status": run.status.value})
-                return
-            await asyncio.sleep(POLL)
+                offset = end
+        except CronSchedulerError as exc:
+            yield _sse("error", {"error": str(exc)})
+            return
+        yield _sse("end", {"status": run.status.value})
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from cron_scheduler.humanize import size, span, stamp, when
+from cron_scheduler.humanize import plural, size, span, stamp, when
 from cron_scheduler.models import ACTIVE, parse_iso, utcnow
 from cron_scheduler.web import charts, data
 from cron_scheduler.web.api import LOG_TAIL, home_of, int_param, job_id_of, read_log, run_id_of
@@ -18,6 +18,8 @@ from cron_scheduler.web.words import in_words
 
 PAGE = 50            # runs per page of a job's history
 MAX_HOURS = 24 * 14  # the timeline's widest window
+DEFAULT_HOURS = 6    # the window whose runs the timeline fits itself to, without ?hours
+MIN_WINDOW = timedelta(minutes=2)
 
 
 def _render(request: Request, name: str, context: dict[str, Any]) -> HTMLResponse:
@@ -28,7 +30,7 @@ def _render(request: Request, name: str, context: dict[str, Any]) -> HTMLRespons
     context.update(request=request, zone=zone, now=now, fragment=fragment, read_only=request.app.state.read_only,
                    when=lambda iso: when(parse_iso(iso).replace(microsecond=0), zone, now) if iso else "-",
                    stamp=lambda iso: stamp(parse_iso(iso).replace(microsecond=0), zone) if iso else "-",
-                   span=span, size=size, colour=charts.colour, home=str(home.root))
+                   span=span, size=size, plural=plural, colour=charts.colour, home=str(home.root))
     template = request.app.state.templates.get_template(name)
     return HTMLResponse(template.render(context), headers={"Cache-Control": "no-store"})
 
@@ -101,15 +103,28 @@ def timeline(request: Request) -> HTMLResponse:
     from cron_scheduler.jobs import JobService
     from cron_scheduler.views import text_zone
     home = home_of(request)
-    hours = int_param(request, "hours", 6, 1, MAX_HOURS)
+    hours = int_param(request, "hours", None, 1, MAX_HOURS)
     now = utcnow()
-    start = now - timedelta(hours=hours)
+    start = now - timedelta(hours=hours or DEFAULT_HOURS)
     runs = data.runs_between(home, start, now)
+    if hours is None:
+        start = fitted_start(runs, start, now)
+    window = now - start
     job_ids = sorted(JobService(home).all()) if home.jobs.exists() else []
-    svg = charts.gantt(runs, job_ids, start, now + timedelta(hours=hours) / 40, now,
-                       zone=text_zone(home))
+    svg = charts.gantt(runs, job_ids, start, now + window / 40, now, zone=text_zone(home))
     counts = {}
     for r in runs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    return _render(request, "timeline.html", {"svg": svg, "hours": hours, "counts": sorted(counts.items()),
-                                              "title": "Timeline"})
+    return _render(request, "timeline.html", {"svg": svg, "hours": hours or DEFAULT_HOURS, "fitted": hours is None,
+                                              "window": span(window.total_seconds(), whole=True),
+                                              "counts": sorted(counts.items()), "title": "Timeline"})
+
+
+def fitted_start(runs: list[dict[str, Any]], start, now):
+    """Without ?hours, the window starts a little before the first of the runs of the last
+    DEFAULT_HOURS (at least MIN_WINDOW wide), so a few runs of seconds are not slivers."""
+    firsts = [t for t in (parse_iso(r["queued_at"] or r["started_at"] or r["scheduled_for"]) for r in runs) if t]
+    if not firsts:
+        return start
+    earliest = max(min(firsts), start)
+    return max(start, now - max(MIN_WINDOW, (now - earliest) * 1.05))

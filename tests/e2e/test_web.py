@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from datetime import timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -189,6 +190,109 @@ def test_no_url_reaches_a_file_outside_the_home(e2e, daemon, web, tmp_path):
     log.symlink_to(secret)
     code, body, _ = server.get(f"/api/runs/{run_id}/log")
     assert code == 409 and b"top secret" not in body and b"symbolic link" in body
+    # the live stream refuses it the same way, before any 200 (no stream that dies in a traceback)
+    code, body, headers = server.get(f"/api/runs/{run_id}/log/stream")
+    assert code == 409 and headers["Content-Type"] == "application/json", (code, body)
+    assert "symbolic link" in json.loads(body)["error"] and b"top secret" not in body
+    assert "Traceback" not in server.stderr()
+
+
+XSS = "<script>planted_{}()</script>"
+
+
+def test_pages_escape_what_jobs_runs_and_their_output_hold(e2e, web):
+    """A job's command and description, a run's reason and output, and even a quarantined id
+    of jobs.json hold HTML: every page shows it as text (Jinja autoescape), never as markup."""
+    from cron_scheduler.history import History
+    from cron_scheduler.home import Home
+    from cron_scheduler.models import Job, RunStatus, utcnow
+    from cron_scheduler.store import Store
+    home = Home(e2e.home)
+    with Store(home).transaction() as store:
+        store["xss"] = Job(id="xss", schedule="0 3 * * *", command=("/bin/echo", XSS.format("command")),
+                           description=XSS.format("description"))
+    raw = json.loads((e2e.home / "jobs.json").read_text())
+    raw["jobs"][XSS.format("id")] = {"schedule": XSS.format("schedule"), "command": ["/bin/true"]}
+    (e2e.home / "jobs.json").write_text(json.dumps(raw))
+    with History.opened(home) as history:
+        at = (utcnow() - timedelta(hours=1)).isoformat()
+        run_id = history.add_run(RunStatus.QUEUED, at, job_id="xss", scheduled_for=at, trigger="schedule", priority=0)
+        history.transition(run_id, RunStatus.RUNNING, at, started_at=at, pid=1)
+        history.transition(run_id, RunStatus.FAILED, at, finished_at=at, exit_code=1, reason=XSS.format("reason"))
+    log = home.run_log("xss", run_id)
+    log.parent.mkdir(parents=True, mode=0o700)
+    log.write_text(XSS.format("output") + "\n")
+    server = web()
+    pages = {path: server.get(path)[1].decode() for path in ("/", "/jobs/xss", f"/runs/{run_id}", "/timeline")}
+    shown = {"/": ["id", "schedule", "description"], "/jobs/xss": ["command", "description", "reason"],
+             f"/runs/{run_id}": ["reason", "output"], "/timeline": ["reason"]}
+    for path, markers in shown.items():
+        for marker in markers:
+            assert f"&lt;script&gt;planted_{marker}()&lt;/script&gt;" in pages[path], (path, marker)
+        assert "<script>planted_" not in pages[path], path
+    assert '<small class="muted">2 jobs, ' in pages["/"]  # the valid job and the quarantined one
+    # without ?hours the timeline fits its window to its one run of an hour ago (not 6 hours)
+    assert "the last 1h03m (fitted to the runs of the last 6 hours)" in pages["/timeline"]
+
+
+def test_the_login_cookie_reads_but_never_acts_and_is_not_the_token(e2e):
+    """On a bind beyond loopback, /login sets a cookie that is a read credential derived from
+    the token, not the token: it opens the pages and the API for reading; no action accepts
+    it (as a cookie, a header or a form field) and /login does not take it as the token."""
+    import http.client
+    e2e.create_cron("backup", "--no-check", "0 3 * * *", "/bin/true")
+    port = free_port()
+    cmd = [sys.executable, "-m", "cron_scheduler", "--home", str(e2e.home), "web", "--bind", f"0.0.0.0:{port}"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env())
+
+    def request(method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.read(), resp.headers
+        finally:
+            conn.close()
+
+    def up():
+        try:
+            return request("GET", "/login")[0] == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until("the web process answering", up, 30, 0.1)
+        token = (e2e.home / "web.token").read_text().strip()
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        code, _, headers = request("POST", "/login", f"token={token}", form)
+        assert code == 303
+        set_cookie = headers["Set-Cookie"]
+        assert token not in set_cookie and "HttpOnly" in set_cookie and "SameSite=strict" in set_cookie
+        name, value = set_cookie.split(";", 1)[0].split("=", 1)
+        assert len(value) >= 32 and value != token
+        cookie = {"Cookie": f"{name}={value}"}
+        assert request("GET", "/api/jobs", headers=cookie)[0] == 200
+        assert request("GET", "/", headers=cookie)[0] == 200
+        assert request("GET", "/api/jobs")[0] == 401
+        for headers in (cookie, {**cookie, "X-Token": value}, {"Authorization": f"Bearer {value}"}):
+            assert request("POST", "/api/jobs/backup/run", b"", headers)[0] == 403
+        assert request("POST", "/api/jobs/backup/run", f"token={value}", {**form, **cookie})[0] == 403
+        assert request("POST", "/login", f"token={value}", form)[0] == 403  # not a token either
+        assert e2e.runs("backup") == []
+        assert request("POST", "/api/jobs/backup/pause", b"", {**cookie, "X-Token": token})[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_a_busy_port_is_one_error_line_and_exit_1_without_a_url(e2e, web):
+    server = web()
+    port = server.base.rsplit(":", 1)[1]
+    result = e2e.cli("web", "--bind", f"127.0.0.1:{port}", check=False, timeout=30)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert result.stderr.splitlines() == [f"cron-scheduler: error: cannot listen on 127.0.0.1:{port}: Address "
+                                          "already in use (another `cron-scheduler web`? pick a free port with --bind)"]
+    assert "http://" not in result.stderr + result.stdout
 
 
 def test_the_token_file_is_never_followed_through_a_link(e2e):
