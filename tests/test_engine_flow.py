@@ -557,3 +557,16 @@ def test_runs_prepared_for_a_slot_without_a_free_worker_survive_a_crash_and_run(
     site.step(slot + timedelta(seconds=2))
     waiting_job = next(iter(site.pool.specs.values())).job_id
     assert waiting_job != started[0] and site.statuses(waiting_job) == ["running"]
+
+
+def test_jobs_due_at_one_slot_share_a_wave_only_where_their_waves_meet(site):
+    """Roots of one DAG due together are one DAG run (one wave, each job once); unrelated jobs
+    due at the same slot keep waves of their own."""
+    site.add(job("x", "* * * * *"), job("y", "* * * * *"), job("join", depends_on=("x", "y")),
+             job("z", "* * * * *", depends_on=("x",)), job("lone", "* * * * *"))
+    site.start(T0 + timedelta(seconds=30))
+    site.step(T0 + timedelta(minutes=1))
+    runs = site.runs()
+    assert sorted(r.job_id for r in runs) == ["join", "lone", "x", "y", "z"]
+    waves = {r.job_id: r.wave for r in runs}
+    assert waves["x"] == waves["y"] == waves["join"] == waves["z"] != waves["lone"]

@@ -4,7 +4,10 @@ or caught up), records the ones it missed, and moves its cursor on.
 Slots up to LOOKAHEAD ahead are fired early where nothing can change the decision by then (the
 job has no active run and waits for no upstream): its run is claimed as a queued run that may
 not start before the slot (not_before), and the launcher prepares it (files, argv,
-environment), so that at the instant only the spawn is left. Other slots fire at their instant."""
+environment), so that at the instant only the spawn is left. Other slots fire at their instant.
+
+Jobs due at one instant whose waves would share a job (roots of one DAG) open one wave: one
+DAG run, each job at most once in it."""
 
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from cron_scheduler.models import ACTIVE, Job, RunStatus, Trigger, to_iso
 log = logging.getLogger("cron_scheduler")
 
 LOOKAHEAD = timedelta(milliseconds=250)
+
+_Slots = dict  # (slot, trigger, fired ahead) -> the jobs whose plan runs it
 
 
 class Firing:
@@ -38,11 +43,12 @@ class Firing:
             return
         deferred: list[tuple[str, datetime]] = []
         busy: set[str] | None = None
+        slots = _Slots()
         with self.history.transaction(durable=self.launcher is not None):  # it claims runs prepared ahead
             while (item := self.catalogue.pop_due(horizon)) is not None:
                 job_id, when = item
                 if when <= now:
-                    self._fire(job_id, when, now)
+                    self._plan(job_id, when, now, slots)
                     continue
                 if busy is None:
                     busy = self.history.job_ids(*ACTIVE)
@@ -50,7 +56,8 @@ class Firing:
                 if self.launcher is None or job_id in busy or job.depends_on or not job.enabled:
                     deferred.append(item)  # decided at its instant
                 else:
-                    self._fire(job_id, when, when, prepare_at=now)
+                    self._plan(job_id, when, when, slots, ahead=True)
+            self._open(slots, now)
         for job_id, when in deferred:
             self.catalogue.push(job_id, when)
         self.prepared_through = max(self.prepared_through or horizon, horizon)
@@ -63,7 +70,9 @@ class Firing:
             return due
         return due - LOOKAHEAD
 
-    def _fire(self, job_id: str, when: datetime, now: datetime, prepare_at: datetime | None = None) -> None:
+    def _plan(self, job_id: str, when: datetime, now: datetime, slots: "_Slots", ahead: bool = False) -> None:
+        """A due job's slots: the missed ones recorded, the ones that run added to `slots`, its
+        cursor moved on."""
         job = self.catalogue.jobs[job_id]
         try:
             plan = planner.plan_slots(job, self.catalogue.zone_of(job), when, now, since=self.started)
@@ -72,18 +81,40 @@ class Firing:
             return
         for first, last, count in plan.missed:
             self._record_missed(job, first, last, count, plan, now)
-        planned: list[int] = []  # catch-up runs of this plan: they do not skip each other
         for slot, trigger in plan.runs:
-            if prepare_at is not None:  # ahead of its slot: not_before holds it until then
-                for run_id in self.waves.open([job_id], trigger, slot, prepare_at, slot=slot, not_before=slot):
-                    run = self.history.get_run(run_id)
-                    if run.job_id == job_id and run.status is RunStatus.QUEUED:
-                        self.launcher.prepare(job, run, prepare_at)
-                continue
-            created = self.waves.open([job_id], trigger, slot, now, slot=slot, planned=planned)
-            if trigger is Trigger.CATCH_UP:
-                planned += created
+            slots.setdefault((slot, trigger, ahead), []).append(job_id)
         self.catalogue.advance(job, plan.cursor)
+
+    def _open(self, slots: "_Slots", now: datetime) -> None:
+        """One wave per slot for the jobs due at it that share a downstream job (one DAG run:
+        each job at most once), earliest slot first. Runs fired ahead are held by not_before
+        until their slot and prepared."""
+        planned: list[int] = []  # catch-up runs opened so far: they do not skip each other
+        for (slot, trigger, ahead), job_ids in sorted(slots.items(), key=lambda item: item[0][0]):
+            for roots in self._connected(job_ids):
+                if ahead:
+                    for run_id in self.waves.open(roots, trigger, slot, now, slot=slot, not_before=slot):
+                        run = self.history.get_run(run_id)
+                        if run.job_id in roots and run.status is RunStatus.QUEUED:
+                            self.launcher.prepare(self.catalogue.jobs[run.job_id], run, now)
+                    continue
+                created = self.waves.open(roots, trigger, slot, now, slot=slot, planned=planned)
+                if trigger is Trigger.CATCH_UP:
+                    planned += created
+
+    def _connected(self, job_ids: list[str]) -> list[list[str]]:
+        """Jobs due at one slot, grouped where their waves would share a job."""
+        jobs, down = self.catalogue.jobs, self.catalogue.down
+        groups: dict[int, tuple[list[str], list[str]]] = {}  # -> (roots, wave members)
+        owner: dict[str, int] = {}  # a wave member -> its group
+        for i, job_id in enumerate(job_ids):
+            roots, members = [job_id], planner.wave_members([job_id], jobs, down)
+            for met in sorted({owner[m] for m in members if m in owner}):
+                other_roots, other_members = groups.pop(met)
+                roots, members = other_roots + roots, other_members + members
+            groups[i] = (roots, members)
+            owner.update(dict.fromkeys(members, i))
+        return [roots for roots, _ in groups.values()]
 
     def _record_missed(self, job: Job, first: datetime, last: datetime, count: int,
                        plan: planner.SlotPlan, now: datetime) -> None:

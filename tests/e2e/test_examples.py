@@ -13,7 +13,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -145,3 +145,23 @@ def test_dag_runs_all_nine_jobs_and_respects_every_dependency(e2e, examples):
             assert ts(runs[job]["started_at"]) >= ts(runs[up]["finished_at"]), (job, up)
     out = e2e.cli("logs", "job_1").stdout
     assert [line for line in out.splitlines() if line.startswith("job 1:")] == [f"job 1: {i}/10" for i in range(1, 11)]
+
+
+def test_dag_roots_due_at_one_instant_open_one_wave_each_job_once(e2e, examples):
+    """dag.yaml on timers: job_3, job_8 and job_9 share a slot, so that slot is one DAG run:
+    one wave, each of the nine jobs once in it, none blocked (each root's own wave ran job_1
+    three times and blocked job_2 on job_7, which was outside its wave)."""
+    slot = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=4)
+    at = f"{slot.second} {slot.minute} {slot.hour} {slot.day} {slot.month} *"
+    text = (examples / "dag.yaml").read_text()
+    assert text.count('"*/10 * * * *"') == 3
+    soon = examples / "dag-soon.yaml"
+    soon.write_text(text.replace('"*/10 * * * *"', f'"{at}"').replace("defaults:\n", "defaults:\n  timezone: UTC\n"))
+    e2e.cli("apply", soon)
+    e2e.start_daemon()
+    runs = wait_until("job_1 to end", lambda: (lambda rs: rs if any(
+        r["job_id"] == "job_1" and r["status"] not in ("queued", "waiting", "running") for r in rs) else None)(
+        e2e.history()), 90)
+    assert sorted(r["job_id"] for r in runs) == [f"job_{n}" for n in range(1, 10)], runs
+    assert {r["status"] for r in runs} == {"succeeded"}
+    assert len({r["wave"] for r in runs}) == 1
