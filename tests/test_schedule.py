@@ -284,11 +284,13 @@ def test_length_limit_is_256_characters():
     ("60 * * * * *", "second"),
     ("0 0 0 1 1 * 1969", "year"),
     ("*/0 * * * *", "minute"),
-    ("5-5 * * * *", "minute"),
-    ("* 3-3 * * *", "hour"),
-    ("* * 10-10 * *", "day-of-month"),
-    ("* * * MAR-MAR *", "month"),
-    ("0 0 * * 7-7", "day-of-week"),
+    ("*/61 * * * *", "step 61 in the minute field"),
+    ("*/100000000000000000000 * * * *", "the minute field is larger than its 60 values"),
+    ("0 */25 * * *", "hour field"),
+    ("0 0 1-31/32 * *", "day-of-month field"),
+    ("0 0 * */13 *", "month field"),
+    ("0 0 * * 1-5/8", "day-of-week field"),
+    ("*/61 0 * * * *", "second field"),
     ("10-5 * * * *", "reversed"),
     ("* * * * FRI-MON", "reversed"),
     ("0 0 31 2 *", "never fires"),
@@ -324,11 +326,33 @@ def test_every_limits_are_inclusive():
     assert schedule.parse("@every 36500d").interval == 36500 * 86400
 
 
-def test_degenerate_range_message_names_the_field():
-    with pytest.raises(InvalidSchedule, match=r"'5-5' in the minute field"):
-        schedule.parse("5-5 * * * *")
-    with pytest.raises(InvalidSchedule, match=r"'2-2' in the month field"):
-        schedule.parse("0 0 1 2-2 *")
+@pytest.mark.parametrize("degenerate, single", [
+    ("5-5 * * * *", "5 * * * *"), ("0-0 * * * *", "0 * * * *"), ("0 3-3 * * *", "0 3 * * *"),
+    ("0 0 10-10 * *", "0 0 10 * *"), ("0 0 1 MAR-MAR *", "0 0 1 3 *"), ("0 0 * * 7-7", "0 0 * * 0"),
+    ("0 0 * * mon-mon", "0 0 * * 1"), ("0 5-5/3 * * *", "0 5 * * *"), ("0 0 13-13 * 5-5", "0 0 13 * 5"),
+])
+def test_degenerate_ranges_are_their_one_value(degenerate, single):
+    """Debian cron accepts `5-5` as 5 (croniter alone reads it as every minute)."""
+    assert fires(degenerate, utc(2026, 1, 1), 6) == fires(single, utc(2026, 1, 1), 6)
+
+
+def test_steps_up_to_the_fields_size_are_accepted():
+    assert fires("*/60 * * * *", utc(2026, 1, 1), 2) == [utc(2026, 1, 1, 1), utc(2026, 1, 1, 2)]
+    assert fires("0 0 * * */7", utc(2026, 1, 1), 2) == [utc(2026, 1, 4), utc(2026, 1, 11)]
+
+
+@pytest.mark.parametrize("expr, days", [
+    # a list holding '*' is restricted when it does not start with '*': either day rule matches
+    ("0 0 1,* * 1", ["Fri 02", "Sat 03", "Sun 04", "Mon 05"]),
+    ("0 0 15 * 1,*", ["Fri 02", "Sat 03", "Sun 04", "Mon 05"]),
+    ("0 0 1,* * 1#1", ["Fri 02", "Sat 03", "Sun 04", "Mon 05"]),
+    # starting with '*', the field is unrestricted: the other one alone decides
+    ("0 0 *,1 * 1", ["Mon 05", "Mon 12", "Mon 19", "Mon 26"]),
+    ("0 0 * * 1,*", ["Fri 02", "Sat 03", "Sun 04", "Mon 05"]),
+])
+def test_a_star_in_a_list_follows_the_fields_first_character(expr, days):
+    got = fires(expr, utc(2026, 1, 1), 4)
+    assert [t.strftime("%a %d") for t in got] == days
 
 
 # --- cross-check against croniter --------------------------------------------------------
