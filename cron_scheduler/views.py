@@ -153,11 +153,18 @@ def format_table(rows: list[dict[str, Any]], zone: tzinfo | None = None, now: da
         return "no jobs"
     zone, now = zone or schedule.local_zone(), now or utcnow()
     body = [(printable_id(r["id"]), r["schedule"], when(parse_iso(r["next_run"]), zone, now), _state(r),
-             ",".join(r["depends_on"]) or "-", shlex.join(r["command"])) for r in rows]
+             ",".join(r["depends_on"]) or "-", shown_command(r)) for r in rows]
     lines = table(("ID", "SCHEDULE", "NEXT RUN", "STATE", "DEPENDS", "COMMAND"), body,
                   max_width=width, show_headers=headers, status_col=3, colour=colour)
     lines += [f"invalid job {printable_id(r['id'])}, not scheduled: {r['error']}" for r in rows if r.get("error")]
     return "\n".join(lines)
+
+
+def shown_command(data: dict[str, Any]) -> str:
+    """A job's command as its author wrote it: a shell command (`--shell`, crontab lines) as
+    the one string the shell reads, an argv shell-quoted (what `--shell` would run the same)."""
+    command = data["command"]
+    return command[0] if data.get("shell") is True and len(command) == 1 else shlex.join(command)
 
 
 def _state(row: dict[str, Any]) -> str:
@@ -188,7 +195,7 @@ def format_job(data: dict[str, Any], zone: tzinfo | None = None, now: datetime |
     for key in ("usual_p50", "usual_p95"):
         if key in data:
             shown[key] = "-" if data[key] is None else span(data[key])
-    shown["command"] = shlex.join(data["command"])
+    shown["command"] = shown_command(data)
     for key in ("depends_on", "downstream", "notify", "notify_to"):
         shown[key] = ", ".join(data[key]) or "-"
     shown["env"] = ", ".join(f"{k}=..." for k in data["env"]) or "-"
