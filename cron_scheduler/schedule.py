@@ -23,7 +23,7 @@ from enum import Enum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
-from cron_scheduler.errors import InvalidDuration, InvalidSchedule, InvalidOption
+from cron_scheduler.errors import InvalidDuration, InvalidSchedule, InvalidOption, NeverFires
 from cron_scheduler.models import UTC, parse_duration
 
 MAX_LENGTH = 256
@@ -119,7 +119,7 @@ def _parse(text: str, job_id: str | None, strict: bool) -> Schedule:
         sched = _parse(text, job_id, False)
         # from now, so that a 7-field schedule whose years are all past never fires either
         if sched.kind is Kind.CRON and _wall_next(sched, datetime.now()) is None:
-            raise InvalidSchedule(f"invalid schedule {text!r}: it never fires (impossible date, or its years are past)")
+            raise NeverFires(f"invalid schedule {text!r}: it never fires (impossible date, or its years are past)")
         return sched
     if not text:
         raise InvalidSchedule("invalid schedule: it is empty")
@@ -195,12 +195,12 @@ def _check_field(original: str, name: str, value: str) -> None:
         if size is not None and step.isdigit() and int(step) > size:
             raise InvalidSchedule(f"invalid schedule {original!r}: step {step} in the {name} field "
                                   f"is larger than its {size} values")
-        ends = _range_ends(span)
+        ends = range_ends(span)
         if ends is not None and ends[0] > ends[1]:
             raise InvalidSchedule(f"invalid schedule {original!r}: reversed range {part!r} in the {name} field")
 
 
-def _range_ends(span: str) -> tuple[int, int] | None:
+def range_ends(span: str) -> tuple[int, int] | None:
     """(low, high) of a range `a-b` of numbers or names, else None."""
     m = _RANGE_RE.fullmatch(span)
     if not m:
@@ -222,7 +222,7 @@ def _normalize(name: str, value: str) -> str:
         return "*"
     out = []
     for part in parts:
-        ends = _range_ends(part.partition("/")[0])
+        ends = range_ends(part.partition("/")[0])
         if ends is not None and ends[0] == ends[1]:
             part = part.split("-")[0]
         elif part == "*":

@@ -196,6 +196,15 @@ def test_fixed_time_job_across_dst(tz, expr, start, expected):
     assert len([t for t in fires(expr, start, 5, tz) if t.astimezone(tz).date() == day]) == 1
 
 
+def test_skipped_times_of_a_fixed_time_job_run_once_at_the_jump_not_once_each():
+    """Cron runs `0,30 1,2 * * *` twice at 03:00 on a spring-forward night; we run it once
+    (documented in the README next to the DST rule)."""
+    got = fires("0,30 1,2 * * *", utc(2026, 3, 8, 5), 4, NY)
+    assert [t.astimezone(NY).isoformat() for t in got] == [
+        "2026-03-08T01:00:00-05:00", "2026-03-08T01:30:00-05:00", "2026-03-08T03:00:00-04:00",
+        "2026-03-09T01:00:00-04:00"]
+
+
 @pytest.mark.parametrize("tz, start, repeated_hour", [
     (NY, utc(2026, 11, 1, 3), 1),       # 01:00-02:00 happens twice (EDT, then EST)
     (BERLIN, utc(2026, 10, 24, 22), 2),  # 02:00-03:00 happens twice (CEST, then CET)
