@@ -43,7 +43,8 @@ _COMMAND_RE = re.compile(r"\\[\\%]|%|[^\\%]+|\\")   # in the command, \\ and \% 
 _STDIN_RE = re.compile(r"\\%|%|[^\\%]+|\\")           # in stdin, only \%
 # words that are not the program a line runs, for its readable id
 _KEYWORDS = frozenset("if then else elif fi while until do done in ! { } time exec".split())
-_GUARDS = frozenset(("test", "[", "[[", "cd", "read", "true", "false", ":", "for", "case"))  # skipped to the next ; && ||
+# commands that guard or prepare the one a line runs: skipped up to the next ; && || |
+_GUARDS = frozenset(("test", "[", "[[", "cd", "read", "true", "false", ":", "for", "case"))
 _OPERATORS = frozenset("();<>|&")
 _ASSIGNMENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.DOTALL)
 SLUG_SCAN = 1000  # characters of a command read for its id
@@ -134,7 +135,7 @@ def convert(text: str, name: str, source: str | None, *, system: bool = False, p
         shell = env["SHELL"] or CRON_SHELL
         argv = (command,) if shell == CRON_SHELL else (shell, "-c", command)
         try:
-            job_id = ids.given(*given_id, argv) if given_id else ids.generated(command_text, argv)
+            job_id = ids.given(*given_id) if given_id else ids.generated(command_text, argv)
             job = validate(Job(id=job_id, schedule=expr, command=argv, shell=shell == CRON_SHELL,
                                env=dict(env), timezone=zone, notify=notify, notify_to=notify_to,
                                description="crontab: " + "; ".join(notes) if notes else "",
@@ -183,8 +184,8 @@ def _split(line: str, system: bool) -> tuple[str, str | None, str, list[str]]:
         return alias, user, command, []
     for part in times:
         if not _FIELD_RE.fullmatch(part) or any(w.lower() not in NAMES for w in re.findall(r"[A-Za-z]+", part)):
-            raise InvalidOption(f"time field {reprlib.repr(part)} is not cron syntax (numbers, names, *, ranges a-b, "
-                                "steps /n, lists)")
+            raise InvalidOption(f"time field {reprlib.repr(part)} is not cron syntax (numbers, names, *, "
+                                "ranges a-b, steps /n, lists)")
     expr, ignored = _without_reversed(times)
     schedule.parse(expr, strict=True)
     return expr, user, command, ignored
@@ -232,9 +233,10 @@ class _Ids:
         self.prefix, self.source, self.stored = prefix, source, stored
         self.used: dict[str, int] = {}   # id -> its line
         self.next: dict[str, int] = {}   # base -> the next number to try
-        self.file_base = _clean(os.path.basename(source)) if source and Path(source).parent.name == "cron.d" else None
+        in_cron_d = source is not None and Path(source).parent.name == "cron.d"
+        self.file_base = _clean(os.path.basename(source)) if in_cron_d else None
 
-    def given(self, name: str, line: int, argv: tuple[str, ...]) -> str:
+    def given(self, name: str, line: int) -> str:
         job_id = self.prefix + name
         try:
             validate_job_id(job_id)

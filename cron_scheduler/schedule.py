@@ -192,7 +192,7 @@ def _check_field(original: str, name: str, value: str) -> None:
     size = _FIELD_SIZES.get(name)
     for part in value.split(","):
         span, _, step = part.partition("/")
-        if size is not None and step.isdigit() and int(step) > size:
+        if size is not None and step.isascii() and step.isdigit() and int(step) > size:
             raise InvalidSchedule(f"invalid schedule {original!r}: step {step} in the {name} field "
                                   f"is larger than its {size} values")
         ends = range_ends(span)

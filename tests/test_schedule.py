@@ -300,6 +300,7 @@ def test_length_limit_is_256_characters():
     ("0 0 * */13 *", "month field"),
     ("0 0 * * 1-5/8", "day-of-week field"),
     ("*/61 0 * * * *", "second field"),
+    ("*/² * * * *", "minute"),  # a digit to str.isdigit, not to int()
     ("10-5 * * * *", "reversed"),
     ("* * * * FRI-MON", "reversed"),
     ("0 0 31 2 *", "never fires"),
