@@ -96,7 +96,7 @@ Examples:
 def import_crontab_cmd(path, system, dry_run, prefix, skip_invalid, home):
     """Create one job per crontab line, run through /bin/sh -c (or $SHELL) as cron runs it.
     Lines that cannot be converted are reported with their line number; unless --skip-invalid,
-    nothing is imported then."""
+    nothing is imported then. Lines cron accepts but never runs are skipped with a warning."""
     from cron_scheduler import crontab, pipeline
     from cron_scheduler.errors import InvalidOption
     from cron_scheduler.home import load_config
@@ -105,9 +105,11 @@ def import_crontab_cmd(path, system, dry_run, prefix, skip_invalid, home):
     channels = tuple(load_config(service.home).notify.get("channels", {}) or ())
     text, name, source = crontab.read(path)
     result = crontab.convert(text, name, source, system=system, prefix=prefix, channels=channels,
-                             default_zone=service.default_zone())
+                             default_zone=service.default_zone(), stored=service.store.load().records())
     for line in result.problems:
         click.echo(f"cron-scheduler: {line}", err=True)
+    for line in result.skipped:
+        click.echo(f"cron-scheduler: warning: {line}", err=True)
     if result.problems and not skip_invalid:
         raise InvalidOption(f"{name}: {len(result.problems)} line(s) cannot be converted; nothing imported "
                             "(fix them, or use --skip-invalid to import the others)")

@@ -25,6 +25,10 @@ class InvalidSchedule(UsageError):
     pass
 
 
+class NeverFires(InvalidSchedule):
+    """A well-formed schedule with no fire time (`0 0 31 2 *`): cron accepts it and never runs it."""
+
+
 class InvalidDuration(UsageError):
     pass
 

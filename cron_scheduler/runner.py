@@ -375,7 +375,7 @@ def prepare(spec: RunSpec) -> Prepared:
         except OSError as exc:
             log.warning("run %d: no cgroup (%s); its tree is found by its marker", spec.run_id, exc)
         else:
-            if os.access(SHELL, os.X_OK) and _plain_exec(spec.argv[0], env, spec.cwd):
+            if os.access(SHELL, os.X_OK) and _shell_keeps(env) and _plain_exec(spec.argv[0], env, spec.cwd):
                 argv = [SHELL, "-c", JOIN_SHIM, str(joined), *spec.argv]
             else:
                 procs = joined
@@ -504,6 +504,15 @@ def _popen(spec: RunSpec, prepared: Prepared, out_fd: int, stdin) -> subprocess.
         return popen()
     finally:
         os.close(procs_fd)
+
+
+_SHELL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _shell_keeps(env: dict[str, str]) -> bool:
+    """Whether the shim's shell passes all of `env` on: dash drops the names it cannot hold as
+    variables (`my-var`, `A.B`, legal in a crontab), which a direct execve keeps."""
+    return all(_SHELL_NAME_RE.fullmatch(name) for name in env)
 
 
 def _plain_exec(program: str, env: dict[str, str], cwd: str | None) -> bool:

@@ -23,7 +23,7 @@ from enum import Enum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
-from cron_scheduler.errors import InvalidDuration, InvalidSchedule, InvalidOption
+from cron_scheduler.errors import InvalidDuration, InvalidSchedule, InvalidOption, NeverFires
 from cron_scheduler.models import UTC, parse_duration
 
 MAX_LENGTH = 256
@@ -47,6 +47,10 @@ _RANGE_RE = re.compile(r"([0-9A-Za-z]+)-([0-9A-Za-z]+)")
 _NAMES = {name: i for i, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 _NAMES.update({name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))})
+# values a field holds (Sunday is 0 and 7): a step beyond this selects only the first value
+_FIELD_SIZES = {"second": 60, "minute": 60, "hour": 24, "day-of-month": 31, "month": 12, "day-of-week": 7}
+_FULL_RANGES = {"second": "0-59", "minute": "0-59", "hour": "0-23", "day-of-month": "1-31", "month": "1-12",
+                "day-of-week": "0-6"}
 
 
 class Kind(str, Enum):
@@ -115,7 +119,7 @@ def _parse(text: str, job_id: str | None, strict: bool) -> Schedule:
         sched = _parse(text, job_id, False)
         # from now, so that a 7-field schedule whose years are all past never fires either
         if sched.kind is Kind.CRON and _wall_next(sched, datetime.now()) is None:
-            raise InvalidSchedule(f"invalid schedule {text!r}: it never fires (impossible date, or its years are past)")
+            raise NeverFires(f"invalid schedule {text!r}: it never fires (impossible date, or its years are past)")
         return sched
     if not text:
         raise InvalidSchedule("invalid schedule: it is empty")
@@ -153,9 +157,10 @@ def _parse_cron(original: str, cron: str, job_id: str | None) -> Schedule:
             "6 (leading seconds) or 7 (seconds ... year)")
     names = {5: FIELD_NAMES_5, 6: FIELD_NAMES_6, 7: FIELD_NAMES_7}[len(fields)]
     for name, value in zip(names, fields):
-        _check_ranges(original, name, value)
-    seconds = len(fields) > 5
+        _check_field(original, name, value)
     hash_id = (job_id or cron) if "H" in cron else None
+    cron = " ".join(_normalize(name, value) for name, value in zip(names, fields))
+    seconds = len(fields) > 5
     try:
         _plain_fields(cron, hash_id, seconds)  # croniter parses only what is not plain
     except Exception:  # croniter raises assorted error types on garbage
@@ -180,20 +185,50 @@ def _blame_field(original: str, fields: list[str], names: tuple[str, ...], hash_
             raise InvalidSchedule(f"invalid schedule {original!r}: bad {name} field {fields[i]!r}") from None
 
 
-def _check_ranges(original: str, name: str, value: str) -> None:
+def _check_field(original: str, name: str, value: str) -> None:
+    """Refuse what cron reads as nothing or as something else: a reversed range (`10-5`: no
+    value in Vixie cron, a wrap-around in croniter) and a step beyond the field's values
+    (`*/61`, which croniter reads as `0`)."""
+    size = _FIELD_SIZES.get(name)
     for part in value.split(","):
-        m = _RANGE_RE.fullmatch(part.split("/")[0])
-        if not m:
-            continue
-        low, high = (_NAMES.get(v.lower(), v) for v in m.groups())
-        try:
-            low, high = int(low), int(high)
-        except ValueError:
-            continue
-        if low == high:
-            raise InvalidSchedule(f"invalid schedule {original!r}: degenerate range {part!r} in the {name} field")
-        if low > high:
+        span, _, step = part.partition("/")
+        if size is not None and step.isascii() and step.isdigit() and int(step) > size:
+            raise InvalidSchedule(f"invalid schedule {original!r}: step {step} in the {name} field "
+                                  f"is larger than its {size} values")
+        ends = range_ends(span)
+        if ends is not None and ends[0] > ends[1]:
             raise InvalidSchedule(f"invalid schedule {original!r}: reversed range {part!r} in the {name} field")
+
+
+def range_ends(span: str) -> tuple[int, int] | None:
+    """(low, high) of a range `a-b` of numbers or names, else None."""
+    m = _RANGE_RE.fullmatch(span)
+    if not m:
+        return None
+    try:
+        low, high = (int(_NAMES.get(v.lower(), v)) for v in m.groups())
+    except ValueError:
+        return None
+    return low, high
+
+
+def _normalize(name: str, value: str) -> str:
+    """The field as Vixie cron reads it, written so that croniter reads it the same: a
+    degenerate range `5-5` (croniter: every value) is `5`; a `*` inside a list (croniter drops
+    the field's restriction) is the field's full range, and a list starting with `*` is `*`.
+    The first character, which decides cron's day-of-month/day-of-week rule, is kept."""
+    parts = value.split(",")
+    if parts[0] == "*":
+        return "*"
+    out = []
+    for part in parts:
+        ends = range_ends(part.partition("/")[0])
+        if ends is not None and ends[0] == ends[1]:
+            part = part.split("-")[0]
+        elif part == "*":
+            part = _FULL_RANGES.get(name, part)
+        out.append(part)
+    return ",".join(out)
 
 
 def _is_wild(field: str) -> bool:
@@ -218,7 +253,8 @@ class _PlainFields:
     """A cron expression made only of numbers, ranges, steps, lists, names and H, as croniter
     expanded it: matched here directly, far faster than croniter's stepping (which dominates a
     daemon start or a listing with thousands of distinct schedules). Semantics are croniter's
-    (with implement_cron_bug), cross-checked against it by property tests."""
+    (with implement_cron_bug), cross-checked against it by property tests, except for the day
+    rule, which is Vixie cron's where croniter differs (tests/test_schedule_vixie.py)."""
 
     seconds: tuple[int, ...] | None  # None: a 5-field expression (minute precision)
     minutes: tuple[int, ...]
@@ -226,7 +262,7 @@ class _PlainFields:
     days: frozenset[int] | None  # None: any day of the month ('*')
     months: frozenset[int] | None
     weekdays: frozenset[int] | None  # cron numbering, 0 = Sunday
-    day_or: bool  # both day fields restricted and neither starts with '*': either may match
+    day_or: bool  # neither day field starts with '*' (Vixie cron): a day matches either
 
     def after(self, wall: datetime) -> datetime | None:
         """The first matching wall-clock time strictly after `wall` (at this expression's
@@ -358,31 +394,32 @@ def _plain_fields(cron: str, hash_id: str | None, seconds: bool) -> _PlainFields
 
     minute, hour, day, month, weekday = expanded[:5]
     raw = cron.split()[seconds:]  # minute hour dom month dow
-    restricted = day[0] != "*" and weekday[0] != "*"
     return _PlainFields(
         seconds=sorted_or_all(expanded[5], 60) if seconds else None,
         minutes=sorted_or_all(minute, 60), hours=sorted_or_all(hour, 24),
         days=None if day[0] == "*" else frozenset(day),
         months=None if month[0] == "*" else frozenset(month),
         weekdays=None if weekday[0] == "*" else frozenset(v % 7 for v in weekday),
-        day_or=restricted and not (raw[2].startswith("*") or raw[4].startswith("*")))
+        day_or=not (_starred(raw[2]) or _starred(raw[4])))
+
+
+def _starred(field: str) -> bool:
+    """Vixie cron's DOM_STAR/DOW_STAR: the field's text starts with '*' (croniter's '?' alike),
+    whatever its values. Two fields that are not starred match a day when either does."""
+    return field[:1] in ("*", "?")
 
 
 @functools.lru_cache(maxsize=4096)
 def _day_or_sides(cron: str, hash_id: str | None, seconds: bool) -> tuple[str, str] | None:
-    """Vixie cron's rule for a non-plain expression: when both day fields are restricted and
-    neither starts with '*', a day matches either. croniter keeps '#', 'W' and 'L5' (in the
-    day-of-week field) on both sides of its split, so it intersects them instead (`0 0 15 * 1#1`
-    would never fire). Returns the expression with only its day of month and with only its day
+    """Vixie cron's rule for a non-plain expression: when neither day field starts with '*', a
+    day matches either. croniter keeps '#', 'W' and 'L5' (in the day-of-week field) on both
+    sides of its split, so it intersects them instead (`0 0 15 * 1#1` would never fire). Returns the expression with only its day of month and with only its day
     of week (the other field '*'), whose earliest next time is the rule's; None when the rule
     does not apply."""
     fields = cron.split()
     dom, dow = seconds + 2, seconds + 4
-    if fields[dom].startswith("*") or fields[dow].startswith("*"):
+    if _starred(fields[dom]) or _starred(fields[dow]):
         return None  # unrestricted, or the Vixie bug: a field starting with '*' intersects
-    expanded = _cron_iter(cron, hash_id, seconds).expanded  # croniter's order: min hour dom mon dow
-    if expanded[2][0] == "*" or expanded[4][0] == "*":  # '?'
-        return None
     return (" ".join(fields[:dow] + ["*"] + fields[dow + 1:]),
             " ".join(fields[:dom] + ["*"] + fields[dom + 1:]))
 

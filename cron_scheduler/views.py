@@ -183,7 +183,7 @@ def format_table(rows: list[dict[str, Any]], zone: tzinfo | None = None, now: da
     def body(short: bool) -> list[tuple[str, ...]]:
         return [(printable_id(r["id"]), one_line(r["schedule"]), when(parse_iso(r["next_run"]), zone, now, short),
                  format_duration(r["timeout"]) if r["timeout"] else "-", _state(r),
-                 ",".join(r["depends_on"]) or "-", one_line(shlex.join(r["command"]))) for r in rows]
+                 ",".join(r["depends_on"]) or "-", one_line(shown_command(r))) for r in rows]
 
     cells = body(short=False)
     if not fits(titles, cells, width):
@@ -192,6 +192,13 @@ def format_table(rows: list[dict[str, Any]], zone: tzinfo | None = None, now: da
                   shorten=short_command)
     lines += [f"invalid job {printable_id(r['id'])}, not scheduled: {r['error']}" for r in rows if r.get("error")]
     return "\n".join(lines)
+
+
+def shown_command(data: dict[str, Any]) -> str:
+    """A job's command as its author wrote it: a shell command (`--shell`, crontab lines) as
+    the one string the shell reads, an argv shell-quoted (what `--shell` would run the same)."""
+    command = data["command"]
+    return command[0] if data.get("shell") is True and len(command) == 1 else shlex.join(command)
 
 
 def _state(row: dict[str, Any]) -> str:
@@ -218,7 +225,7 @@ def format_job(data: dict[str, Any], zone: tzinfo | None = None, now: datetime |
     for key in ("usual_p50", "usual_p95"):
         if key in data:
             shown[key] = "-" if data[key] is None else span(data[key])
-    shown["command"] = one_line(shlex.join(data["command"]))
+    shown["command"] = one_line(shown_command(data))
     shown["env"] = ", ".join(f"{k}=..." for k in data["env"]) or "-"  # values may be secrets
     for key, value in shown.items():
         if key != "id":

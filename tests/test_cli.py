@@ -301,7 +301,7 @@ BAD_ADD = {
     "minute-61": ["new", "61 * * * *", "/bin/true"],
     "hour-24": ["new", "0 24 * * *", "/bin/true"],
     "dow-8": ["new", "0 0 * * 8", "/bin/true"],
-    "range-5-5": ["new", "5-5 * * * *", "/bin/true"],
+    "step-61": ["new", "*/61 * * * *", "/bin/true"],
     "range-reversed": ["new", "10-5 * * * *", "/bin/true"],
     "feb-31": ["new", "0 0 31 2 *", "/bin/true"],
     "feb-30": ["new", "0 0 30 2 *", "/bin/true"],
@@ -385,9 +385,10 @@ def test_bad_input_to_other_commands_is_exit_2(seeded, home, args):
     assert seeded.read_bytes() == before
 
 
-def test_degenerate_range_error_names_the_field(home):
-    line = assert_one_line_error(run(CREATE_CRON, "new", "0 5-5 * * *", "/bin/true", home=home), 2)
-    assert "hour" in line and "5-5" in line
+def test_step_beyond_the_field_error_names_the_field(home):
+    line = assert_one_line_error(run(CREATE_CRON, "new", "0 */100000000000000000000 * * *", "/bin/true",
+                                     home=home), 2)
+    assert "hour field" in line and "larger than its 24 values" in line
     assert not (home / "jobs.json").exists()
 
 

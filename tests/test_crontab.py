@@ -87,9 +87,10 @@ def test_debian_system_crontab_converts_every_line_through_sh():
     assert result.problems == []
     jobs = [e.job for e in result.pipeline.entries.values()]
     assert [j.schedule for j in jobs] == ["17 * * * *", "25 6 * * *", "47 6 * * 7", "52 6 1 * *"]
-    assert all(j.shell and j.env == {"PATH": "/usr/bin:/bin"} and j.source == "/etc/crontab" for j in jobs)
+    assert all(j.shell and j.env == {"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh"} and j.source == "/etc/crontab"
+               for j in jobs)
     assert jobs[1].command == ("test -x /usr/sbin/anacron || { cd / && run-parts --report /etc/cron.daily; }",)
-    assert all(j.id.startswith("run-parts-") for j in jobs)
+    assert [j.id for j in jobs] == ["run-parts", "run-parts-2", "run-parts-3", "run-parts-4"]
     lines = [e.line for e in result.pipeline.entries.values()]
     assert lines == [line_of(DEBIAN, "cron.hourly"), line_of(DEBIAN, "cron.daily"),
                      line_of(DEBIAN, "cron.weekly"), line_of(DEBIAN, "cron.monthly")]
@@ -112,7 +113,8 @@ def test_user_crontab_every_construct():
     backup = jobs["backup"].job  # '# id: backup' above the line names it
     assert backup.schedule == "30 2 * * *" and backup.shell is True
     assert backup.command == ("/usr/local/bin/backup --full > /var/log/backup.log 2>&1",)
-    assert backup.env == {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/srv/app"}  # quotes removed
+    assert backup.env == {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/srv/app",  # quotes removed
+                          "SHELL": "/bin/sh", "MAILTO": "ops@example.com", "CRON_TZ": "Europe/Berlin"}
     assert backup.timezone == "Europe/Berlin"
     assert backup.description == "crontab: MAILTO=ops@example.com (cron mailed its output there)"
     assert backup.notify_to == ()  # no channel of that name: a note only
@@ -141,17 +143,17 @@ def test_user_crontab_every_construct():
     assert "time field '?' is not cron syntax" in result.problems[4]
 
 
-def test_generated_ids_are_stable_and_follow_the_command_not_the_schedule():
+def test_generated_ids_are_readable_stable_and_follow_the_command_not_the_schedule():
     first = convert(USER)
-    again = convert(USER)
-    assert list(first.pipeline.entries) == list(again.pipeline.entries)
+    assert list(first.pipeline.entries) == ["backup", "php", "rotate-archives", "start-agent", "curl", "find",
+                                            "mail", "date", "echo", "echo-2"]
+    assert list(convert(USER).pipeline.entries) == list(first.pipeline.entries)
     moved = convert(USER.replace("@midnight find", "15 1 * * * find"))
-    old_id = next(k for k, e in first.pipeline.entries.items() if "find /tmp" in e.job.command[0])
-    assert moved.pipeline.entries[old_id].job.schedule == "15 1 * * *"
+    assert moved.pipeline.entries["find"].job.schedule == "15 1 * * *"
+    # cron runs every line, the same command twice included: one job each
     twice = convert("@daily /bin/run\n@hourly /bin/run\n@hourly /bin/run\n")
-    assert len(twice.pipeline.entries) == 2
-    assert twice.problems == ["crontab:3: cannot convert: same schedule and command as line 2"]
-    assert list(convert("@daily /bin/run\n", prefix="old-").pipeline.entries)[0].startswith("old-run-")
+    assert list(twice.pipeline.entries) == ["run", "run-2", "run-3"] and twice.problems == []
+    assert list(convert("@daily /bin/run\n", prefix="old-").pipeline.entries) == ["old-run"]
 
 
 def test_mailto_uses_an_alert_channel_of_that_name():
@@ -196,6 +198,6 @@ def test_imported_jobs_run_as_cron_runs_them(env):
     assert proc.returncode == 0, proc.stderr
     env.start_daemon()
     env.cli("run", "stdin", "percent", "bash", "--wait", "--timeout", "60")
-    assert (out / "stdin.txt").read_text() == "line one\nline two"
+    assert (out / "stdin.txt").read_text() == "line one\nline two\n"  # cron ends stdin with a newline
     assert (out / "year.txt").read_text().strip().isdigit()
     assert (out / "bash.txt").read_text().strip() != ""

@@ -196,6 +196,15 @@ def test_fixed_time_job_across_dst(tz, expr, start, expected):
     assert len([t for t in fires(expr, start, 5, tz) if t.astimezone(tz).date() == day]) == 1
 
 
+def test_skipped_times_of_a_fixed_time_job_run_once_at_the_jump_not_once_each():
+    """Cron runs `0,30 1,2 * * *` twice at 03:00 on a spring-forward night; we run it once
+    (documented in the README next to the DST rule)."""
+    got = fires("0,30 1,2 * * *", utc(2026, 3, 8, 5), 4, NY)
+    assert [t.astimezone(NY).isoformat() for t in got] == [
+        "2026-03-08T01:00:00-05:00", "2026-03-08T01:30:00-05:00", "2026-03-08T03:00:00-04:00",
+        "2026-03-09T01:00:00-04:00"]
+
+
 @pytest.mark.parametrize("tz, start, repeated_hour", [
     (NY, utc(2026, 11, 1, 3), 1),       # 01:00-02:00 happens twice (EDT, then EST)
     (BERLIN, utc(2026, 10, 24, 22), 2),  # 02:00-03:00 happens twice (CEST, then CET)
@@ -284,11 +293,14 @@ def test_length_limit_is_256_characters():
     ("60 * * * * *", "second"),
     ("0 0 0 1 1 * 1969", "year"),
     ("*/0 * * * *", "minute"),
-    ("5-5 * * * *", "minute"),
-    ("* 3-3 * * *", "hour"),
-    ("* * 10-10 * *", "day-of-month"),
-    ("* * * MAR-MAR *", "month"),
-    ("0 0 * * 7-7", "day-of-week"),
+    ("*/61 * * * *", "step 61 in the minute field"),
+    ("*/100000000000000000000 * * * *", "the minute field is larger than its 60 values"),
+    ("0 */25 * * *", "hour field"),
+    ("0 0 1-31/32 * *", "day-of-month field"),
+    ("0 0 * */13 *", "month field"),
+    ("0 0 * * 1-5/8", "day-of-week field"),
+    ("*/61 0 * * * *", "second field"),
+    ("*/² * * * *", "minute"),  # a digit to str.isdigit, not to int()
     ("10-5 * * * *", "reversed"),
     ("* * * * FRI-MON", "reversed"),
     ("0 0 31 2 *", "never fires"),
@@ -324,11 +336,33 @@ def test_every_limits_are_inclusive():
     assert schedule.parse("@every 36500d").interval == 36500 * 86400
 
 
-def test_degenerate_range_message_names_the_field():
-    with pytest.raises(InvalidSchedule, match=r"'5-5' in the minute field"):
-        schedule.parse("5-5 * * * *")
-    with pytest.raises(InvalidSchedule, match=r"'2-2' in the month field"):
-        schedule.parse("0 0 1 2-2 *")
+@pytest.mark.parametrize("degenerate, single", [
+    ("5-5 * * * *", "5 * * * *"), ("0-0 * * * *", "0 * * * *"), ("0 3-3 * * *", "0 3 * * *"),
+    ("0 0 10-10 * *", "0 0 10 * *"), ("0 0 1 MAR-MAR *", "0 0 1 3 *"), ("0 0 * * 7-7", "0 0 * * 0"),
+    ("0 0 * * mon-mon", "0 0 * * 1"), ("0 5-5/3 * * *", "0 5 * * *"), ("0 0 13-13 * 5-5", "0 0 13 * 5"),
+])
+def test_degenerate_ranges_are_their_one_value(degenerate, single):
+    """Debian cron accepts `5-5` as 5 (croniter alone reads it as every minute)."""
+    assert fires(degenerate, utc(2026, 1, 1), 6) == fires(single, utc(2026, 1, 1), 6)
+
+
+def test_steps_up_to_the_fields_size_are_accepted():
+    assert fires("*/60 * * * *", utc(2026, 1, 1), 2) == [utc(2026, 1, 1, 1), utc(2026, 1, 1, 2)]
+    assert fires("0 0 * * */7", utc(2026, 1, 1), 2) == [utc(2026, 1, 4), utc(2026, 1, 11)]
+
+
+@pytest.mark.parametrize("expr, days", [
+    # a list holding '*' is restricted when it does not start with '*': either day rule matches
+    ("0 0 1,* * 1", ["Fri 02", "Sat 03", "Sun 04", "Mon 05"]),
+    ("0 0 15 * 1,*", ["Fri 02", "Sat 03", "Sun 04", "Mon 05"]),
+    ("0 0 1,* * 1#1", ["Fri 02", "Sat 03", "Sun 04", "Mon 05"]),
+    # starting with '*', the field is unrestricted: the other one alone decides
+    ("0 0 *,1 * 1", ["Mon 05", "Mon 12", "Mon 19", "Mon 26"]),
+    ("0 0 * * 1,*", ["Fri 02", "Sat 03", "Sun 04", "Mon 05"]),
+])
+def test_a_star_in_a_list_follows_the_fields_first_character(expr, days):
+    got = fires(expr, utc(2026, 1, 1), 4)
+    assert [t.strftime("%a %d") for t in got] == days
 
 
 # --- cross-check against croniter --------------------------------------------------------

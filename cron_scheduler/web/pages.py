@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shlex
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +11,7 @@ from starlette.responses import HTMLResponse
 
 from cron_scheduler.humanize import plural, size, span, stamp, when
 from cron_scheduler.models import ACTIVE, parse_iso, utcnow
+from cron_scheduler.views import shown_command
 from cron_scheduler.web import charts, data
 from cron_scheduler.web.api import LOG_TAIL, home_of, int_param, job_id_of, read_log, run_id_of
 from cron_scheduler.web.words import in_words
@@ -83,7 +83,7 @@ def job(request: Request) -> HTMLResponse:
                "older": runs[-1]["run_id"] if len(runs) == PAGE else None, "before": before,
                "chart": charts.duration_chart(recent, usual), "usual": usual,
                "graph": charts.dependency_graph(graph_view(home, job_id)),
-               "alerts": data.job_alerts(home, job_id), "command": shlex.join(view["command"]),
+               "alerts": data.job_alerts(home, job_id), "command": shown_command(view),
                "title": job_id}
     return _render(request, "job.html", context)
 
