@@ -5,7 +5,7 @@ a peer scheduler measured in the same run, so results compare across machines an
     python scripts/bench.py              # all scenarios
     python scripts/bench.py cli idle     # some of: cli idle lag burst
     python scripts/bench.py --quick      # shorter windows (under 5 minutes in all)
-    python scripts/bench.py --write      # also rewrite benchmarks/RESULTS.md and README's table
+    python scripts/bench.py --write      # also rewrite benchmarks/RESULTS.md and docs/performance.md's table
     python scripts/bench.py --dir PATH   # make the homes under PATH (the file system matters)
 
 Scenarios:
@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import sqlite3
@@ -468,17 +467,14 @@ def write_results(results: dict, rows: list, about: str, command: str) -> None:
     old = results_md.read_text() if results_md.exists() else ""
     notes = old.find("\n## Notes")  # written by hand (before/after, profiles of misses): kept
     results_md.write_text(text + (old[notes:] if notes >= 0 else ""))
-    readme = ROOT / "README.md"
-    body = readme.read_text()
-    section = re.search(r"(?ms)^## Performance\n.*?(?=^## )", body)
-    if section:
-        new = ("## Performance\n\n`python scripts/bench.py [cli idle lag burst] [--quick] [--write] [--dir PATH]` "
-               "measures each target\nagainst baselines and peer schedulers (`schedule`, APScheduler 3.11, from a "
-               "bench-only venv)\nmeasured in the same run. Each run creates files (its log, its output FIFO), so "
-               "the file system\nthe home is on matters: `--dir` puts the benchmark's homes there. Latest run, on "
-               f"{about}\n(all figures, before/after and the profiles of the misses: "
-               f"[benchmarks/RESULTS.md](benchmarks/RESULTS.md)):\n\n{table(rows)}\n\n")
-        readme.write_text(body[:section.start()] + new + body[section.end():])
+    page = ROOT / "docs" / "performance.md"
+    page.write_text(
+        "# Performance\n\n`python scripts/bench.py [cli idle lag burst] [--quick] [--write] [--dir PATH]` "
+        "measures each target\nagainst baselines and peer schedulers (`schedule`, APScheduler 3.11, from a "
+        "bench-only venv)\nmeasured in the same run. Each run creates files (its log, its output FIFO), so "
+        "the file system\nthe home is on matters: `--dir` puts the benchmark's homes there. Latest run, on "
+        f"{about}\n(all figures, before/after and the profiles of the misses: "
+        f"`benchmarks/RESULTS.md`):\n\n{table(rows)}\n")
 
 
 def main() -> None:
@@ -486,7 +482,7 @@ def main() -> None:
     parser.add_argument("scenarios", nargs="*", choices=[[], *SCENARIOS], default=[])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--write", action="store_true", help="rewrite benchmarks/RESULTS.md and README's table")
+    parser.add_argument("--write", action="store_true", help="rewrite benchmarks/RESULTS.md and docs/performance.md")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()),
                         help="where the benchmark's homes are made (default: the temp directory)")
     args = parser.parse_args()

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 UNIT = Path(__file__).resolve().parent.parent / "scripts" / "cron-scheduler.service"
+USER_UNIT = UNIT.parent / "cron-scheduler-user.service"
 README = UNIT.parent.parent / "README.md"
+DAEMON_DOC = UNIT.parent.parent / "docs" / "daemon.md"  # "Running under systemd"
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed (apt-get install systemd)")
 
@@ -61,15 +63,15 @@ def test_unit_runs_as_a_created_user_in_its_state_directory():
     assert unit["StateDirectoryMode"] == ["0700"]  # the daemon refuses a group/other-writable home
     assert unit["Environment"] == ["CRON_SCHEDULER_HOME=%S/cron-scheduler"]
     assert unit["Delegate"] == ["yes"]
-    # the install steps create that user, in the unit's header and in the README
-    for text in (UNIT.read_text(), README.read_text()):
+    # the install steps create that user, in the unit's header and in the daemon's page
+    for text in (UNIT.read_text(), DAEMON_DOC.read_text()):
         assert re.search(r"useradd --system .*\\?\s*(#\s*)?.*--shell /usr/sbin/nologin cron-scheduler", text)
 
 
 def test_documented_dropin_clears_execstart_first():
     dropin = settings(documented_dropin())
     assert dropin["ExecStart"][0] == "" and len(dropin["ExecStart"]) == 2
-    assert documented_dropin() in README.read_text()
+    assert documented_dropin() in DAEMON_DOC.read_text()
 
 
 @needs_analyze
@@ -94,3 +96,27 @@ def test_unit_is_hardened(tmp_path):
     score = re.search(r"Overall exposure level for cron-scheduler.service: ([\d.]+)", result.stdout)
     assert score, result.stdout + result.stderr
     assert float(score.group(1)) <= 3.0 and result.returncode == 0, result.stdout
+
+
+def test_user_unit_runs_the_quick_starts_venv_and_the_readme_installs_it():
+    """README "Keep it running": the user unit starts the daemon of the quick start's venv at
+    login (linger: at boot), and the README's steps copy exactly this file."""
+    unit = settings(USER_UNIT.read_text())
+    assert unit["ExecStart"] == ["%h/.local/cron-scheduler/bin/python -m cron_scheduler.scheduler"]
+    assert unit["WantedBy"] == ["default.target"] and unit["KillMode"] == ["mixed"]
+    assert "User" not in unit and "Environment" not in unit  # you, on your default home
+    readme = README.read_text()
+    assert "python3 -m venv ~/.local/cron-scheduler" in readme
+    assert "cp scripts/cron-scheduler-user.service ~/.config/systemd/user/cron-scheduler.service" in readme
+    assert "systemctl --user daemon-reload && systemctl --user enable --now cron-scheduler" in readme
+    assert 'loginctl enable-linger "$USER"' in readme
+
+
+@needs_analyze
+def test_user_unit_verifies(tmp_path):
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / "cron-scheduler.service").write_text(
+        USER_UNIT.read_text().replace("%h/.local/cron-scheduler/bin/python", sys.executable))
+    result = analyze(units, "verify")
+    assert result.returncode == 0 and result.stderr == "", result.stderr

@@ -21,7 +21,7 @@ def host_name(configured: str | None = None) -> str:
 
 def run_event(kind: Kind, run, job, usual: tuple[float, float] | None, host: str, now: datetime,
               output_tail: str | None = None, threshold: float | None = None) -> dict[str, Any]:
-    """The JSON event of an alert about a run (documented in the README)."""
+    """The JSON event of an alert about a run (documented in docs/alerts.md)."""
     took = duration(run)
     if kind is Kind.SLOW and run.started_at:
         from cron_scheduler.models import parse_iso
