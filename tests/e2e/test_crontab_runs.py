@@ -51,7 +51,7 @@ def test_two_crontabs_with_the_same_command_are_two_jobs_and_both_run(e2e, daemo
         (e2e.tmp / name / "crontab").write_text(f"@yearly echo ran >> {out}\n")
         e2e.cli("import-crontab", f"{name}/crontab")
     again = e2e.cli("import-crontab", "a/crontab")
-    assert again.stdout.splitlines()[-1] == "no change (1 jobs unchanged)"
+    assert again.stdout.splitlines()[-1] == "no change (1 job unchanged)"
     stored = json.loads((e2e.home / "jobs.json").read_text())["jobs"]
     assert {job_id: job["source"] for job_id, job in stored.items()} == {
         "echo": str(e2e.tmp / "a" / "crontab"), "echo-2": str(e2e.tmp / "b" / "crontab")}
