@@ -177,7 +177,7 @@ def wave_decision(job: Job, members: set[str], wave_latest: dict[str, Run],
                   latest_final: Callable[[str], Run | None], active_jobs: set[str]) -> WaveDecision:
     """A run waiting for its upstreams: upstreams in the wave must have succeeded in it; an
     upstream outside the wave counts as satisfied when its latest run succeeded, and as
-    pending while it runs."""
+    pending while it is queued or runs."""
     for upstream in job.depends_on:
         if upstream in members:
             run = wave_latest.get(upstream)

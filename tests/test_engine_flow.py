@@ -570,3 +570,25 @@ def test_jobs_due_at_one_slot_share_a_wave_only_where_their_waves_meet(site):
     assert sorted(r.job_id for r in runs) == ["join", "lone", "x", "y", "z"]
     waves = {r.job_id: r.wave for r in runs}
     assert waves["x"] == waves["y"] == waves["join"] == waves["z"] != waves["lone"]
+
+
+def test_an_upstream_outside_the_wave_still_queued_is_pending(site):
+    """`run down` while `up` (outside down's wave, never succeeded) waits queued for the one
+    worker: down waits for it instead of being blocked as "never succeeded", then runs once up
+    has succeeded (README, waves: pending while it is queued or runs)."""
+    site.pool.max_workers = 1
+    site.add(job("up"), job("down", depends_on=("up",)), job("busy"))
+    engine = site.start(T0)
+    engine.open_wave(["busy"], Trigger.MANUAL, T0, T0)
+    site.step(T0)  # busy holds the one worker
+    engine.open_wave(["up"], Trigger.MANUAL, T0, T0, ignore_deps=True)
+    own = engine.open_wave(["down"], Trigger.MANUAL, T0, T0)  # down's own wave: up outside it
+    site.step(T0 + timedelta(seconds=1))
+    assert site.statuses("up") == ["queued"]
+    assert site.history.get_run(own[0]).status is S.WAITING
+    site.finish("busy", T0 + timedelta(seconds=2))
+    site.step(T0 + timedelta(seconds=2))
+    site.finish("up", T0 + timedelta(seconds=3))
+    site.step(T0 + timedelta(seconds=3))
+    assert site.history.get_run(own[0]).status in (S.QUEUED, S.RUNNING)
+    assert S.BLOCKED not in {r.status for r in site.runs("down")}
