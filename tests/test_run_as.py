@@ -17,7 +17,9 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -184,6 +186,48 @@ def test_oom_kills_and_peak_memory_are_read_from_the_runs_cgroup(tmp_path):
     (run_dir / "memory.events").write_text("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n")
     assert cgroups.usage("m1") == (False, 52428800)
     assert cgroups.usage("none") == (False, None)
+
+
+def test_an_oom_kill_in_the_runs_cgroup_is_recorded_as_its_own_reason_with_the_peak(tmp_path):
+    """The pool reads the run's cgroup at its end and the record says why it died. A stand-in
+    cgroup directory (this host may lack the memory controller): the run itself writes what the
+    kernel would, then dies as the OOM killer kills (SIGKILL)."""
+    from cron_scheduler.engine import Engine
+    from cron_scheduler.engine.results import OOM_REASON
+    from cron_scheduler.history import History
+    from cron_scheduler.home import Config, Home
+    from cron_scheduler.models import RunStatus
+    from cron_scheduler.pool import LocalPool
+    home = Home(tmp_path / "home").ensure()
+    runner.use_cgroups(RunCgroups(tmp_path / "cg"))
+    pool = LocalPool(kill_grace=1.0)
+    try:
+        history = History.open(home)
+        now = datetime.now(timezone.utc)
+        run_id = history.add_run(RunStatus.QUEUED, now.isoformat(), job_id="hog", scheduled_for=now.isoformat(),
+                                 trigger="manual")
+        history.transition(run_id, RunStatus.RUNNING, now.isoformat(), started_at=now.isoformat())
+        marker = uuid.uuid4().hex
+        cg = tmp_path / "cg" / f"run-{marker}"
+        cg.mkdir(parents=True)
+        (cg / "cgroup.procs").touch()
+        script = f'printf "oom 1\\noom_kill 1\\n" > {cg}/memory.events; echo 52428800 > {cg}/memory.peak; kill -9 $$'
+        pool.submit(RunSpec(run_id=run_id, job_id="hog", argv=("/bin/sh", "-c", script), env=dict(os.environ),
+                            cwd=None, log_path=home.run_log("hog", run_id), max_output=1024, timeout=None,
+                            marker=marker, limits=limit_files(None, None, 8)))
+        results = []
+        deadline = time.monotonic() + 30
+        while not results and time.monotonic() < deadline:
+            results = pool.wait(1.0)
+        (result,) = results
+        assert (cg / "pids.max").read_text() == "8"  # its limit, written before it started
+        assert (result.signal, result.oom_killed, result.memory_peak) == (9, True, 52428800)
+        Engine(home, Config(), pool, history).recorder.record(result, now)
+        run = history.get_run(run_id)
+        assert (run.status, run.reason, run.memory_peak_kb) == ("failed", OOM_REASON, 51200)
+    finally:
+        pool.shutdown(1.0)
+        runner.use_cgroups(None)
 
 
 def test_a_limit_the_run_cgroups_cannot_apply_is_refused_with_the_reason(tmp_path):
