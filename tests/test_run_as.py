@@ -143,11 +143,11 @@ def test_an_account_gone_since_the_add_fails_the_run_with_the_reason(env):
     assert run["status"] == "failed" and run["reason"] == "user 'no-such-user-xyz' does not exist on this host"
 
 
-def spec(tmp_path: Path, **kw) -> RunSpec:
+def spec(tmp_path: Path, argv=("/bin/true",), **kw) -> RunSpec:
     home = tmp_path / "home"
     (home / "runs" / "j").mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
-    return RunSpec(run_id=1, job_id="j", argv=("/bin/true",), env=dict(os.environ), cwd=None,
+    return RunSpec(run_id=1, job_id="j", argv=argv, env=dict(os.environ), cwd=None,
                    log_path=home / "runs" / "j" / "1.log", max_output=1024, timeout=None,
                    marker=uuid.uuid4().hex, **kw)
 
@@ -158,6 +158,19 @@ def test_a_daemon_that_is_not_root_refuses_another_account_but_runs_its_own(tmp_
         runner.prepare(spec(tmp_path, user="nobody"))
     monkeypatch.setattr(os, "geteuid", lambda: NOBODY.pw_uid)
     assert runas.for_run("nobody", None, tmp_path) is None  # its own account: nothing to switch
+
+
+@needs_root
+def test_a_run_as_nobody_keeps_none_of_the_daemons_supplementary_groups(tmp_path, shared_dir):
+    before = os.getgroups()
+    os.setgroups([4])  # as a daemon started from a login shell would have (adm)
+    try:
+        pid, out_fd = runner.spawn(spec(tmp_path, user="nobody", argv=("/bin/sh", "-c", f"id -G > {shared_dir}/g")))
+        os.waitpid(pid, 0)
+        os.close(out_fd)
+    finally:
+        os.setgroups(before)
+    assert (shared_dir / "g").read_text().split() == [str(g) for g in os.getgrouplist("nobody", NOBODY.pw_gid)]
 
 
 @needs_root
