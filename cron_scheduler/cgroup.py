@@ -11,6 +11,12 @@ cgroup, one per home, so that the service manager's own stop still reaches them:
 Usable when: a cgroup2 file system is mounted, the daemon may create a sub-cgroup of its own
 cgroup (root, or a systemd unit with Delegate=yes), and that sub-cgroup offers cgroup.kill.
 Otherwise detect() says why, and the daemon keeps the marker sweep (runner.py).
+
+Resource limits of a run (--memory-max, --cpu-max, --pids-max) are files of its cgroup, written
+before it starts; they need the memory, cpu and pids controllers of cgroup v2, which detect()
+enables for the run cgroups where it can. Where it cannot (no cgroup v2, or a host whose
+controllers are bound to cgroup v1), a run with such a limit is refused with the reason:
+a limit is never silently dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ log = logging.getLogger(__name__)
 MOUNTINFO = "/proc/self/mountinfo"
 SELF_CGROUP = "/proc/self/cgroup"
 PREFIX = "run-"
+CONTROLLERS = ("memory", "cpu", "pids")
+OPTION = {"memory": "--memory-max", "cpu": "--cpu-max", "pids": "--pids-max"}
+CPU_PERIOD = 100_000  # microseconds, the kernel's default cpu.max period
 
 
 def _cgroup2_mount(mountinfo: str = MOUNTINFO) -> Path | None:
@@ -61,8 +70,38 @@ def home_tag(home_root: Path) -> str:
 class RunCgroups:
     """The run cgroups of one home under one base directory."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, unavailable: dict[str, str] | None = None):
         self.base = Path(base)
+        self.unavailable = dict(unavailable or {})  # controller -> why runs cannot use it
+
+    def limit(self, marker: str, files: dict[str, str]) -> None:
+        """Write a run's limits (limit_files()) into its cgroup, before it starts. ValueError
+        when a controller is unavailable, OSError when the kernel refuses a value."""
+        for name, value in files.items():
+            controller = name.split(".")[0]
+            if controller in self.unavailable:
+                raise ValueError(f"{OPTION[controller]} needs the cgroup v2 {controller} controller: "
+                                 f"{self.unavailable[controller]}")
+            path = self.path(marker) / name
+            if name == "memory.swap.max" and not path.exists():  # no swap accounting: no swap limit
+                continue
+            with open(path, "w") as f:
+                f.write(value)
+
+    def usage(self, marker: str) -> tuple[bool, int | None]:
+        """(the kernel's OOM killer killed a process of the run, its peak memory in bytes or None)."""
+        path = self.path(marker)
+        oom = False
+        try:
+            with open(path / "memory.events") as f:
+                oom = any(line.split()[:1] == ["oom_kill"] and int(line.split()[1]) > 0 for line in f)
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            peak = int((path / "memory.peak").read_text().strip())
+        except (OSError, ValueError):
+            peak = None
+        return oom, peak
 
     def path(self, marker: str) -> Path:
         if not marker or "/" in marker or marker in (".", ".."):
@@ -143,6 +182,57 @@ class RunCgroups:
             pass
 
 
+def limit_files(memory_max: int | None, cpu_max: float | None, pids_max: int | None) -> dict[str, str]:
+    """The cgroup files (and values) that cap a run: memory (swap included: none beyond it),
+    CPU time as a share of one core per period, processes and threads."""
+    files: dict[str, str] = {}
+    if memory_max is not None:
+        files["memory.max"] = str(memory_max)
+        files["memory.swap.max"] = "0"
+    if cpu_max is not None:
+        files["cpu.max"] = f"{max(1000, round(cpu_max * CPU_PERIOD))} {CPU_PERIOD}"
+    if pids_max is not None:
+        files["pids.max"] = str(pids_max)
+    return files
+
+
+def host_problem(controllers, mountinfo: str = MOUNTINFO) -> str | None:
+    """Why no run on this host can use these cgroup v2 controllers (None: the hierarchy has
+    them). What `add --memory-max` checks; the daemon checks again at each run."""
+    mount = _cgroup2_mount(mountinfo)
+    if mount is None:
+        return "no cgroup2 file system is mounted"
+    try:
+        offered = (mount / "cgroup.controllers").read_text().split()
+    except OSError as exc:
+        return f"cannot read {mount}/cgroup.controllers: {exc.strerror}"
+    missing = [c for c in controllers if c not in offered]
+    if missing:
+        return (f"the cgroup v2 hierarchy at {mount} has no {missing[0]} controller "
+                "(this host keeps it in cgroup v1, or disabled it)")
+    return None
+
+
+def _enable(base: Path, own_dir: Path) -> dict[str, str]:
+    """Enable the limit controllers for the run cgroups under base; controller -> why not, for
+    those that cannot be (the daemon's own cgroup must offer them to base first, which the
+    kernel refuses while a non-root cgroup holds processes: a systemd unit needs Delegate=yes
+    and the controllers delegated)."""
+    unavailable: dict[str, str] = {}
+    for controller in CONTROLLERS:
+        try:
+            for parent in (own_dir, base):
+                offered = (parent / "cgroup.controllers").read_text().split()
+                if controller not in offered:
+                    raise OSError(0, f"{parent} is not offered the {controller} controller")
+                enabled = (parent / "cgroup.subtree_control").read_text().split()
+                if controller not in enabled:
+                    (parent / "cgroup.subtree_control").write_text(f"+{controller}")
+        except OSError as exc:
+            unavailable[controller] = f"cannot enable it under {own_dir}: {exc.strerror or exc}"
+    return unavailable
+
+
 def _rmtree(path: Path) -> bool:
     try:  # a run's cgroup mostly has no sub-cgroup: one rmdir, no walk over its files
         os.rmdir(path)
@@ -188,6 +278,6 @@ def detect(home_root: Path, mountinfo: str = MOUNTINFO,
     if not os.access(base / "cgroup.procs", os.W_OK):
         _rmtree(base)
         return None, f"cannot move processes into {base}"
-    cgroups = RunCgroups(base)
+    cgroups = RunCgroups(base, _enable(base, own_dir))
     cgroups.prune()
     return cgroups, str(base)

@@ -70,6 +70,12 @@ def job_options(f):
         click.option("--max-output", metavar="SIZE", help="Output kept per run (default 10MB)."),
         click.option("--resources", metavar="NAME=AMOUNT,...", help="Dask worker resources a run needs (cpu=2,mem=4GB)."),
         click.option("--worker", metavar="ADDRESS", help="The Dask worker runs execute on; 'none' = any."),
+        click.option("--user", metavar="NAME", help="Run as this account (the daemon must be root); 'none' = the daemon's."),
+        click.option("--group", metavar="NAME", help="Primary group of the run instead of the user's own."),
+        click.option("--memory-max", metavar="SIZE", help="Memory cap per run, e.g. 512M (cgroup v2); over it the kernel kills it."),
+        click.option("--cpu-max", metavar="SHARE", help="CPU cap per run as a share of one core: 0.5, 2, 50% (cgroup v2)."),
+        click.option("--pids-max", metavar="N", help="Processes and threads per run at once (cgroup v2)."),
+        click.option("--nice", metavar="N", help="Scheduling priority of the run, -20 (first) to 19 (last)."),
         click.option("--description", metavar="TEXT", help="Free text."),
         click.option("--no-check", is_flag=True, help="Do not check that the script exists."),
     ]

@@ -153,6 +153,7 @@ def run_view(run: Run) -> dict[str, Any]:
             "duration": duration, "exit_code": run.exit_code, "signal": run.signal, "reason": run.reason,
             "output_path": run.output_path, "output_bytes": run.output_bytes, "truncated": bool(run.truncated),
             "pid": run.pid, "cpu_user": run.cpu_user, "cpu_sys": run.cpu_sys, "max_rss_kb": run.max_rss_kb,
+            "memory_peak_kb": run.memory_peak_kb,
             "missed_count": run.missed_count, "missed_until": run.missed_until}
 
 

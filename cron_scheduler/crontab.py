@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 from cron_scheduler import schedule
 from cron_scheduler.errors import CronSchedulerError, InvalidOption, NeverFires
+from cron_scheduler.jobs import check_job
 from cron_scheduler.models import Job, validate_job_id
 from cron_scheduler.pipeline import Entry, Pipeline
 from cron_scheduler.validate import validate
@@ -123,9 +124,7 @@ def convert(text: str, name: str, source: str | None, *, system: bool = False, p
         if stdin is not None:  # cron feeds the text after '%' to the command's stdin
             command = f"printf '%s' {shlex.quote(stdin)} | (\n{command}\n)"
         notes = []
-        if user is not None and user != me:
-            notes.append(f"ran as user {user} (now runs as the daemon's user)")
-            result.notes.append(f"{name}:{number}: ran as user {user}; it will run as the daemon's user")
+        run_as = user if user is not None and user != me else None  # runs as that user (runas.py)
         notify, notify_to = (), ()
         if mailto:
             channel = next((c for c in (mailto, mailto.split("@")[0]) if c in channels), None)
@@ -137,9 +136,10 @@ def convert(text: str, name: str, source: str | None, *, system: bool = False, p
         try:
             job_id = ids.given(*given_id) if given_id else ids.generated(command_text, argv)
             job = validate(Job(id=job_id, schedule=expr, command=argv, shell=shell == CRON_SHELL,
-                               env=dict(env), timezone=zone, notify=notify, notify_to=notify_to,
+                               env=dict(env), timezone=zone, notify=notify, notify_to=notify_to, user=run_as,
                                description="crontab: " + "; ".join(notes) if notes else "",
                                source=source))
+            check_job(job)  # its user exists on this host
         except CronSchedulerError as exc:
             problem(str(exc))
             continue

@@ -75,6 +75,14 @@ class MissingScript(OperationalError):
     pass
 
 
+class UnknownAccount(OperationalError):
+    """--user/--group name an account this host does not have."""
+
+
+class LimitsUnavailable(OperationalError):
+    """--memory-max, --cpu-max or --pids-max on a host without the cgroup v2 controller."""
+
+
 class UnknownRun(OperationalError):
     pass
 

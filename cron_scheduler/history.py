@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS runs (
     exit_code INTEGER, signal TEXT, reason TEXT,
     output_path TEXT, output_bytes INTEGER, truncated INTEGER NOT NULL DEFAULT 0,
     cpu_user REAL, cpu_sys REAL, max_rss_kb INTEGER,
-    missed_count INTEGER, missed_until TEXT
+    missed_count INTEGER, missed_until TEXT,
+    memory_peak_kb INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS runs_slot ON runs(job_id, slot, attempt) WHERE slot IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_job ON runs(job_id, run_id);
@@ -115,6 +116,7 @@ class Run:
     max_rss_kb: int | None
     missed_count: int | None
     missed_until: str | None
+    memory_peak_kb: int | None = None  # its cgroup's memory.peak (runs with resource limits)
 
 
 RUN_COLUMNS = tuple(f.name for f in fields(Run))
@@ -124,7 +126,8 @@ _UNSETTLED_SQL = sql_list(ACTIVE | {RunStatus.SKIPPED, RunStatus.MISSED})  # no 
 
 
 _INSTANTS = ("scheduled_for", "slot", "not_before", "queued_at", "started_at", "finished_at", "missed_until")
-_INTEGERS = ("wave", "exit_code", "output_bytes", "max_rss_kb", "missed_count", "pid_start")
+_INTEGERS = ("wave", "exit_code", "output_bytes", "max_rss_kb", "missed_count", "pid_start", "memory_peak_kb")
+ADDED_COLUMNS = (("runs", "memory_peak_kb", "INTEGER"),)  # added after state.db files were made
 
 
 def _run(row: sqlite3.Row) -> Run:
@@ -151,6 +154,13 @@ def _decoded(row: tuple, keys: tuple[str, ...]) -> Run:
     except (ValueError, TypeError, OverflowError, CronSchedulerError) as exc:
         raise CorruptRun(f"run {values.get('run_id')} in state.db is unreadable: {exc}") from None
     return Run(**values)
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Bring a state.db made before a column existed up to SCHEMA (its rows get NULL)."""
+    for table, column, kind in ADDED_COLUMNS:
+        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _check(key: str, ok: Any) -> None:
@@ -211,6 +221,7 @@ class History:
                 if check:
                     _quick_check(conn, path)
                 conn.executescript(SCHEMA)
+                _add_columns(conn)
             except BaseException:
                 conn.close()
                 raise

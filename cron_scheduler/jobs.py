@@ -14,12 +14,13 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from cron_scheduler import schedule
-from cron_scheduler.errors import (DependencyCycle, DuplicateJob, InvalidOption, MissingScript,
-                                   UnknownDependency, UnknownJob)
+from cron_scheduler import cgroup, runas, schedule
+from cron_scheduler.errors import (DependencyCycle, DuplicateJob, InvalidOption, LimitsUnavailable, MissingScript,
+                                   UnknownAccount, UnknownDependency, UnknownJob)
 from cron_scheduler.home import Home, load_config
 from cron_scheduler.models import (CatchUp, Job, Overlap, parse_channels, parse_duration, parse_iso,
-                                   parse_notify, parse_resources, parse_size, to_iso, utcnow, validate_job_id)
+                                   parse_count, parse_cpu, parse_notify, parse_resources, parse_size, to_iso, utcnow,
+                                   validate_job_id)
 from cron_scheduler.store import Store
 from cron_scheduler.validate import validate
 
@@ -77,6 +78,9 @@ def job_from_options(job_id: str, opts: dict[str, Any], base: Job | None = None,
         changes["resources"] = parse_resources(opts["resources"])
     if opts.get("worker") is not None:
         changes["worker"] = None if opts["worker"].lower() in CLEAR else opts["worker"]
+    for key, parse in _RUN_AS_OPTIONS:
+        if opts.get(key) is not None:
+            changes[key] = None if opts[key].strip().lower() in CLEAR else parse(opts[key].strip())
     if opts.get("description") is not None:
         changes["description"] = opts["description"]
     if opts.get("enabled") is not None:
@@ -110,10 +114,26 @@ def job_from_options(job_id: str, opts: dict[str, Any], base: Job | None = None,
     return job
 
 
+_RUN_AS_OPTIONS = (("user", str), ("group", str), ("memory_max", parse_size), ("cpu_max", parse_cpu),
+                   ("pids_max", lambda v: parse_count(v, "--pids-max")), ("nice", lambda v: parse_count(v, "--nice")))
+
+
 def check_job(job: Job) -> Job:
     """The checks of every field and the rules between them: the same `validate` that every
-    record read from jobs.json passes."""
-    return validate(job)
+    record read from jobs.json passes; then what this host must offer for it to run: its
+    account, and cgroup v2 controllers for its limits (the daemon checks both again per run)."""
+    validate(job)
+    if job.user is not None:
+        try:
+            runas.account(job.user, job.group)
+        except ValueError as exc:
+            raise UnknownAccount(f"{exc} (--user/--group)") from None
+    needed = [c for c, value in (("memory", job.memory_max), ("cpu", job.cpu_max), ("pids", job.pids_max))
+              if value is not None]
+    problem = cgroup.host_problem(needed) if needed else None
+    if problem:
+        raise LimitsUnavailable(f"{cgroup.OPTION[needed[0]]} needs cgroup v2: {problem}")
+    return job
 
 
 def _command(argv: tuple[str, ...] | list[str], shell: bool, check: bool) -> tuple[str, ...]:

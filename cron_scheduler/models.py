@@ -210,6 +210,24 @@ def parse_resources(text: str) -> dict[str, float]:
     return resources
 
 
+def parse_cpu(text: str) -> float:
+    """--cpu-max 0.5 (half a core), 2 (two cores) or 50% (half a core)."""
+    value = str(text).strip()
+    percent = value.endswith("%")
+    number = value[:-1].strip() if percent else value
+    if not _NUMBER_RE.fullmatch(number):
+        raise InvalidOption(f"invalid CPU share {reprlib.repr(text)}: use a share of one core, e.g. 0.5, 2 or 50%")
+    return float(number) / 100 if percent else float(number)
+
+
+def parse_count(text: str, what: str) -> int:
+    """An integer option given as text (so that 'none' can clear it on update)."""
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise InvalidOption(f"invalid {what} {reprlib.repr(text)}: use a whole number") from None
+
+
 def parse_channels(text: str) -> tuple[str, ...]:
     """--notify-to: channel names of config.toml's [notify.channels.NAME]; 'all' or '' = every one."""
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
@@ -274,6 +292,12 @@ class Job:
     alert_output: int | None = None  # an `output` alert above this many bytes
     resources: dict[str, float] = EMPTY  # Dask worker resources a run needs
     worker: str | None = None  # the Dask worker a run must execute on
+    user: str | None = None  # the account a run executes as (the daemon, root, drops to it)
+    group: str | None = None  # its primary group instead of the user's own
+    memory_max: int | None = None  # bytes; the run's cgroup memory.max (no swap beyond it)
+    cpu_max: float | None = None  # share of one core; the run's cgroup cpu.max
+    pids_max: int | None = None  # processes and threads at once; the run's cgroup pids.max
+    nice: int | None = None  # -20..19, as nice(1)
     description: str = ""
     created_at: str | None = None
     source: str | None = None  # the pipeline file (absolute path) that applied the job
@@ -338,8 +362,8 @@ _DEFAULTS = {k: v for k, v in Job(id="", schedule="", command=()).to_dict().item
 
 _LIST_FIELDS = ("command", "depends_on", "notify", "notify_to")
 _ENUM_FIELDS = (("overlap", {e.value: e for e in Overlap}), ("catch_up", {e.value: e for e in CatchUp}))
-_SHARED_FIELDS = frozenset({"schedule", "timezone", "cwd", "source", "worker", "command", "depends_on", "notify",
-                            "notify_to"})
+_SHARED_FIELDS = frozenset({"schedule", "timezone", "cwd", "source", "worker", "user", "group", "command",
+                            "depends_on", "notify", "notify_to"})
 
 
 _validate = None  # validate.validate, imported on first use (validate imports this module)

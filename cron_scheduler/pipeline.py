@@ -30,8 +30,8 @@ from cron_scheduler.home import Home
 from cron_scheduler.jobs import (_check_upstreams, _command, _instant, check_graph, check_job,
                                  zone_of)
 from cron_scheduler.models import (JOB_FIELDS, CatchUp, Job, Overlap, format_duration,
-                                   parse_channels, parse_duration, parse_notify, parse_resources, parse_size,
-                                   to_iso, utcnow, validate_job_id)
+                                   parse_channels, parse_cpu, parse_duration, parse_notify, parse_resources,
+                                   parse_size, to_iso, utcnow, validate_job_id)
 from cron_scheduler.store import Store
 
 # keys of `show --json` that describe the job, not its state: read from and written to files
@@ -39,7 +39,7 @@ FIELDS = tuple(k for k in JOB_FIELDS if k not in ("id", "created_at", "source"))
 # the other keys of `show --json`: accepted (a pasted `show --json` applies) and ignored
 READ_ONLY = ("id", "created_at", "source", "next_run", "downstream", "error")
 DURATIONS = ("timeout", "expected_duration", "retry_delay")
-SIZES = ("max_output", "alert_output")
+SIZES = ("max_output", "alert_output", "memory_max")
 TOP_LEVEL = ("jobs", "defaults")
 HINTS = {"paused": "use enabled: false", "script": "use command", "args": "use command",
          "tz": "use timezone", "expect": "use expected_duration", "interval": "use timeout"}
@@ -362,6 +362,15 @@ def _resources(value: Any) -> dict[str, float]:
             for k, v in value.items()}
 
 
+def _cpu(value: Any) -> float | None:
+    """A share of one core: a number (0.5), or a string as on the command line (50%)."""
+    if value is None or type(value) is float:
+        return value
+    if type(value) is int:
+        return float(value)
+    return parse_cpu(_word(value, "cpu_max"))
+
+
 def _instant_text(value: Any, name: str) -> str | None:
     if value is None:
         return None
@@ -408,6 +417,12 @@ CONVERT: dict[str, Callable[[Any, dict, Path, bool], Any]] = {
     "description": lambda v, *_: _string(v, "description", optional=True) or "",
     "resources": lambda v, *_: _resources(v),
     "worker": lambda v, *_: _string(v, "worker", optional=True),
+    "user": lambda v, *_: _string(v, "user", optional=True),
+    "group": lambda v, *_: _string(v, "group", optional=True),
+    "memory_max": lambda v, *_: _size(v, "memory_max", optional=True),
+    "cpu_max": lambda v, *_: _cpu(v),
+    "pids_max": lambda v, *_: None if v is None else _integer(v, "pids_max"),
+    "nice": lambda v, *_: None if v is None else _integer(v, "nice"),
 }
 assert set(CONVERT) == set(FIELDS), "every job field is expressible in a pipeline file"
 

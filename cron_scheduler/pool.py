@@ -146,6 +146,7 @@ class _Run:
     exited_at: float | None = None  # monotonic time the main process was seen gone
     status: int | None = None  # wait status, None if unknown
     rusage: Any = None
+    limited: bool = False  # its cgroup caps it: its OOM kills and peak memory are read at its end
 
     @property
     def piped(self) -> bool:
@@ -308,7 +309,7 @@ class LocalPool(Pool):
     def _supervise(self, spec: RunSpec, log_fd: int, pid: int, out_fd: int, started: float) -> RunHandle:
         output = RunOutput(out_fd, log_fd, spec.max_output, spec.log_path)
         run = _Run(spec.run_id, pid, spec.marker, started, spec.log_path, output=output,
-                   start_time=process_start_time(pid))
+                   start_time=process_start_time(pid), limited=bool(spec.limits))
         self._children[pid] = run
         self.loop.add_reader(out_fd, lambda: self._on_output(run))
         if not self._track(run, spec.timeout):  # an armed process that died and was reaped
@@ -544,12 +545,13 @@ class LocalPool(Pool):
         out = run.output
         output_bytes = out.total if out else _size(run.log_path)
         ru = run.rusage
+        oom, peak = runner.usage(run.marker) if run.limited else (False, None)  # before release()
         return RunResult(
             run_id=run.run_id, pid=run.pid, started_at=run.started_at, finished_at=time.time(),
             exit_code=exit_code, signal=sig, outcome=outcome, cancel_reason=run.cancel_reason,
             output_bytes=output_bytes, truncated=bool(out and out.truncated),
             cpu_user=ru.ru_utime if ru else 0.0, cpu_sys=ru.ru_stime if ru else 0.0,
-            max_rss_kb=ru.ru_maxrss if ru else 0, error=error)
+            max_rss_kb=ru.ru_maxrss if ru else 0, error=error, oom_killed=oom, memory_peak=peak)
 
     def _close_output(self, run: _Run) -> None:
         if run.piped:

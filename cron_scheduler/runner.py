@@ -15,6 +15,10 @@ Where cgroup v2 is usable (cgroup.py), use_cgroups() makes every run start in it
 (joined before exec, so no process of the run is ever outside it): kill_tree() then also signals
 the cgroup's members and SIGKILLs it with cgroup.kill, which reaches descendants that left the
 group AND cleared their environment. kill_method() says which mode is in force.
+A run of a job with --user, --group or --nice is set up between fork and exec (a preexec_fn):
+cgroup joined, priority set, then groups, group and user dropped (runas.py), in that order, so
+that only root's powers do what needs them. Its resource limits are files of its cgroup,
+written by prepare(); without usable cgroups such a run is refused, never run uncapped.
 RunOutput (capped capture) and TreeKill (SIGTERM -> SIGKILL -> sweep) are per-run helpers that the
 pool drives from its select() loop; neither blocks.
 """
@@ -34,9 +38,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cron_scheduler import safefs
+from cron_scheduler import runas, safefs
 from cron_scheduler.errors import UnsafePath
-from cron_scheduler.cgroup import RunCgroups
+from cron_scheduler.cgroup import OPTION, RunCgroups
 from cron_scheduler.keeper import Keeper
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,10 @@ class RunSpec:
     marker: str  # unique token identifying every process of this run
     resources: dict[str, float] | None = None  # placement on a cluster (executors/): worker resources
     worker: str | None = None  # placement on a cluster: this worker only
+    user: str | None = None  # the account it runs as (runas.py)
+    group: str | None = None
+    nice: int | None = None
+    limits: dict[str, str] | None = None  # cgroup file -> value (cgroup.limit_files)
 
 
 class Outcome(enum.Enum):
@@ -92,6 +100,8 @@ class RunResult:
     cpu_sys: float = 0.0
     max_rss_kb: int = 0
     error: str | None = None  # why the run could not be started / observed
+    oom_killed: bool = False  # the kernel's OOM killer killed a process of the run (its cgroup's)
+    memory_peak: int | None = None  # bytes: its cgroup's memory.peak (runs with limits)
 
     @property
     def timed_out(self) -> bool:
@@ -103,19 +113,28 @@ class RunResult:
 
 
 _cgroups: RunCgroups | None = None  # run cgroups in force in this process (None: marker sweep)
+_no_cgroups_why = "the daemon does not use cgroups"  # why _cgroups is None
 _lingering: set[str] = set()  # markers of finished runs whose cgroup still holds a process
 
 
-def use_cgroups(cgroups: RunCgroups | None) -> None:
-    """Put every run spawned from now on in its own cgroup under cgroups (None: stop doing so)."""
-    global _cgroups
-    _cgroups = cgroups
+def use_cgroups(cgroups: RunCgroups | None, why: str = "the daemon does not use cgroups") -> None:
+    """Put every run spawned from now on in its own cgroup under cgroups (None: stop doing so;
+    why: the reason a run with resource limits is then refused)."""
+    global _cgroups, _no_cgroups_why
+    _cgroups, _no_cgroups_why = cgroups, why
     _lingering.clear()
 
 
 def kill_method() -> str:
     """"cgroup" when runs get their own cgroup, else "marker" (process group + marker sweep)."""
     return "cgroup" if _cgroups is not None else "marker"
+
+
+def usage(marker: str) -> tuple[bool, int | None]:
+    """(OOM-killed, peak memory in bytes) of a run's cgroup, before release()."""
+    if _cgroups is None or not marker:
+        return False, None
+    return _cgroups.usage(marker)
 
 
 def release(marker: str) -> None:
@@ -349,6 +368,8 @@ class Prepared:
     child_fd: int | None
     procs: Path | None  # cgroup.procs to join by a preexec_fn (no shim possible), else None
     keeper: bool
+    account: runas.Account | None = None  # switched to before exec
+    cwd: str | None = None
     pid: int | None = None  # its process, once spawned (held by JOIN_SHIM until go())
     go_fd: int | None = None  # the write end of that process's stdin: a line lets it exec the run
 
@@ -364,22 +385,50 @@ def prepare(spec: RunSpec) -> Prepared:
         raise ValueError("empty command line")
     if not spec.marker:
         raise ValueError("empty run marker")
+    if spec.limits and _cgroups is None:
+        raise ValueError(f"{OPTION[next(iter(spec.limits)).split('.')[0]]} needs cgroup v2: {_no_cgroups_why}")
+    account = runas.for_run(spec.user, spec.group, Path(spec.log_path).parents[2]) if spec.user else None
+    cwd = spec.cwd or (runas.workdir(account) if account else None)
     env = dict(spec.env)
     env[MARKER_VAR] = spec.marker
     keeper = _pidfd_supported()
     read_fd, child_fd = open_pipe(pipe_path(spec.log_path), write_only=keeper)
     argv, procs = list(spec.argv), None
-    if _cgroups is not None:
-        try:
-            joined = _cgroups.create_dir(spec.marker) / "cgroup.procs"
-        except OSError as exc:
-            log.warning("run %d: no cgroup (%s); its tree is found by its marker", spec.run_id, exc)
-        else:
-            if os.access(SHELL, os.X_OK) and _shell_keeps(env) and _plain_exec(spec.argv[0], env, spec.cwd):
+    try:
+        if account is not None:  # its own FIFO, so that it may reopen /dev/stdout or /dev/stderr
+            os.fchown(child_fd, account.uid, account.gid)
+        if _cgroups is not None:
+            joined, shim = _cgroup(spec, env, cwd, account)
+            if shim:
                 argv = [SHELL, "-c", JOIN_SHIM, str(joined), *spec.argv]
             else:
                 procs = joined
-    return Prepared(spec, argv, env, read_fd, child_fd, procs, keeper)
+    except BaseException:
+        os.close(read_fd)
+        os.close(child_fd)
+        remove_pipe(pipe_path(spec.log_path))
+        release(spec.marker)
+        raise
+    return Prepared(spec, argv, env, read_fd, child_fd, procs, keeper, account, cwd)
+
+
+def _cgroup(spec: RunSpec, env: dict[str, str], cwd: str | None,
+            account: runas.Account | None) -> tuple[Path | None, bool]:
+    """Make the run's cgroup and write its limits: (its cgroup.procs, whether the run joins it
+    through JOIN_SHIM rather than a preexec_fn); (None, False) without one: a run without
+    limits then goes on, found by its marker, and one with limits fails."""
+    try:
+        joined = _cgroups.create_dir(spec.marker) / "cgroup.procs"
+    except OSError as exc:
+        if spec.limits:
+            raise
+        log.warning("run %d: no cgroup (%s); its tree is found by its marker", spec.run_id, exc)
+        return None, False
+    if spec.limits:
+        _cgroups.limit(spec.marker, spec.limits)
+    shim = (account is None and spec.nice is None and not spec.limits  # their join must not fail
+            and os.access(SHELL, os.X_OK) and _shell_keeps(env) and _plain_exec(spec.argv[0], env, cwd))
+    return joined, shim
 
 
 def discard(prepared: Prepared) -> None:
@@ -483,27 +532,50 @@ def _popen(spec: RunSpec, prepared: Prepared, out_fd: int, stdin) -> subprocess.
     """exec the run in a new session; with cgroups, in its own cgroup, joined before the run's
     program starts, so that it cannot fork outside it first: through JOIN_SHIM where exec'ing
     through the shell behaves exactly as a direct exec (an ELF or #! program: prepare() chose),
-    else by writing "0" to its cgroup.procs between fork and exec (a preexec_fn)."""
+    else by writing "0" to its cgroup.procs between fork and exec (a preexec_fn), which also
+    sets its priority and drops it to its account."""
     def popen(preexec=None) -> subprocess.Popen:
         return subprocess.Popen(prepared.argv, stdin=stdin, stdout=out_fd, stderr=subprocess.STDOUT,
-                                cwd=spec.cwd, env=prepared.env, close_fds=True, start_new_session=True,
+                                cwd=prepared.cwd, env=prepared.env, close_fds=True, start_new_session=True,
                                 preexec_fn=preexec)
-    if prepared.procs is None:
+    if prepared.procs is None and prepared.account is None and spec.nice is None:
         return popen()
-    procs_fd = os.open(prepared.procs, os.O_WRONLY | os.O_CLOEXEC)
-
-    def join_cgroup() -> None:  # runs in the child: no allocation-heavy work, no locks
-        os.write(procs_fd, b"0")
+    procs_fd = None if prepared.procs is None else os.open(prepared.procs, os.O_WRONLY | os.O_CLOEXEC)
     try:
         try:
-            return popen(join_cgroup)
+            return popen(_child_setup(procs_fd, spec.nice, prepared.account))
         except subprocess.SubprocessError as exc:
             if "preexec_fn" not in str(exc):
                 raise
+            if prepared.account is not None or spec.nice is not None or spec.limits:
+                raise ValueError(_setup_failed(spec)) from None  # never as root, uncapped, unniced
         log.warning("run %d: cannot join its cgroup; its tree is found by its marker", spec.run_id)
         return popen()
     finally:
-        os.close(procs_fd)
+        if procs_fd is not None:
+            os.close(procs_fd)
+
+
+def _child_setup(procs_fd: int | None, nice: int | None, account: runas.Account | None):
+    """What runs in the child between fork and exec: only system calls, no allocation-heavy
+    work, no locks (the account was looked up before the fork)."""
+    def setup() -> None:
+        if procs_fd is not None:
+            os.write(procs_fd, b"0")
+        if nice is not None:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        if account is not None:
+            os.setgroups(account.groups)
+            os.setgid(account.gid)
+            os.setuid(account.uid)
+    return setup
+
+
+def _setup_failed(spec: RunSpec) -> str:
+    what = ["in its cgroup with its limits"] if spec.limits else []
+    what += [f"at nice {spec.nice}"] if spec.nice is not None else []
+    what += [f"as user {spec.user!r}"] if spec.user else []
+    return "cannot start the run " + ", ".join(what)
 
 
 _SHELL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -229,13 +229,15 @@ class Daemon:
     def _kill_method(self):
         """Runs in their own cgroups where cgroup v2 allows it, else the marker sweep; said in
         scheduler.log and daemon.info (for `status`). The run cgroups, or None."""
-        from cron_scheduler.cgroup import detect
+        from cron_scheduler.cgroup import OPTION, detect
         from cron_scheduler.instance import write_daemon_info
         from cron_scheduler.runner import kill_method, use_cgroups
         cgroups, where = detect(self.home.root)
-        use_cgroups(cgroups)
+        use_cgroups(cgroups, where)
         method = kill_method()
         log.info("kill method: %s (%s)", method, where)
+        for controller, why in (cgroups.unavailable.items() if cgroups else ()):
+            log.info("runs with %s are refused: %s", OPTION[controller], why)
         try:
             write_daemon_info(self.home, {"pid": os.getpid(), "kill_method": method, "kill_detail": where})
         except OSError as exc:

@@ -10,6 +10,7 @@ the field; the store turns them into a quarantined record.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Any, Collection, Mapping
 
@@ -82,6 +83,8 @@ def validate(job: Job) -> Job:
     if job.worker is not None:
         _text(job.worker, "worker")
     _string(job.description, "description")
+    _run_as(job.user, job.group)
+    _limits(job)
     return job
 
 
@@ -216,6 +219,36 @@ def _resources(resources: Any) -> None:
         if type(amount) not in (int, float) or not math.isfinite(amount) or amount <= 0:
             raise InvalidOption(f"resource {name!r} must be a number greater than zero, not {amount!r}")
         parse_resources(f"{name}=1")  # the name itself
+
+
+_ACCOUNT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?", re.ASCII)  # as useradd(8) takes them
+MAX_PIDS = 4_194_304  # the kernel's pid_max ceiling
+MAX_CPU = 1024.0  # cores
+
+
+def _run_as(user: Any, group: Any) -> None:
+    """Account names as the system spells them; whether they exist is checked where a job is
+    written (jobs.check_job) and where it runs, not here: a removed account must not make the
+    record unreadable."""
+    for value, name in ((user, "user"), (group, "group")):
+        if value is not None:
+            _string(value, name)
+            if not _ACCOUNT_RE.fullmatch(value):
+                raise InvalidOption(f"invalid {name} {_short(value)}: use an account name such as www-data")
+    if group is not None and user is None:
+        raise InvalidOption("group (--group) needs user (--user)")
+
+
+def _limits(job: Job) -> None:
+    if job.memory_max is not None:
+        _integer(job.memory_max, "memory_max", 1, MAX_SIZE)
+    if job.cpu_max is not None:
+        if type(job.cpu_max) not in (int, float) or not math.isfinite(job.cpu_max) or not 0.01 <= job.cpu_max <= MAX_CPU:
+            raise InvalidOption(f"invalid cpu_max {_short(job.cpu_max)}: use a share of one core from 0.01 to {MAX_CPU:g}")
+    if job.pids_max is not None:
+        _integer(job.pids_max, "pids_max", 1, MAX_PIDS)
+    if job.nice is not None:
+        _integer(job.nice, "nice", -20, 19)
 
 
 def _kind(value: Any) -> str:

@@ -220,8 +220,9 @@ def format_job(data: dict[str, Any], zone: tzinfo | None = None, now: datetime |
             shown[key] = stamp(parse_iso(data[key]).replace(microsecond=0), zone)
     for key in ("timeout", "retry_delay", "expected_duration"):
         shown[key] = format_duration(data[key])
-    if data.get("max_output") is not None:
-        shown["max_output"] = size(data["max_output"])
+    for key in ("max_output", "memory_max"):
+        if data.get(key) is not None:
+            shown[key] = size(data[key])
     for key in ("usual_p50", "usual_p95"):
         if key in data:
             shown[key] = "-" if data[key] is None else span(data[key])

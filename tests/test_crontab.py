@@ -5,6 +5,7 @@ cron would run them (stdin from '%', $SHELL) under the real daemon."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -96,15 +97,24 @@ def test_debian_system_crontab_converts_every_line_through_sh():
                      line_of(DEBIAN, "cron.weekly"), line_of(DEBIAN, "cron.monthly")]
 
 
-def test_system_form_notes_a_user_that_is_not_the_daemons():
-    result = convert("MAILTO=root\n0 3 * * * www-data /usr/bin/php /var/www/cron.php\n", system=True)
-    job = next(iter(result.pipeline.entries.values())).job
-    assert job.command == ("/usr/bin/php /var/www/cron.php",)
-    assert "ran as user www-data" in job.description and "MAILTO=root" in job.description
-    assert result.notes == ["crontab:2: ran as user www-data; it will run as the daemon's user"]
+def test_system_form_keeps_each_lines_user():
+    result = convert("MAILTO=root\n0 3 * * * www-data /usr/bin/php /var/www/cron.php\n"
+                     "5 3 * * * root /usr/sbin/logrotate /etc/logrotate.conf\n", system=True)
+    php, rotate = (entry.job for entry in result.pipeline.entries.values())
+    assert php.command == ("/usr/bin/php /var/www/cron.php",)
+    assert php.user == "www-data" and "MAILTO=root" in php.description
+    assert rotate.user == (None if os.geteuid() == 0 else "root")  # the daemon's own: nothing to switch
+    assert result.notes == [] and result.problems == []
     # without --system the user field is part of the command, as crontab -e would read it
     result = convert("0 3 * * * www-data /usr/bin/php\n")
     assert next(iter(result.pipeline.entries.values())).job.command == ("www-data /usr/bin/php",)
+
+
+def test_system_line_of_an_account_this_host_lacks_is_a_problem_not_a_root_job():
+    result = convert("0 3 * * * no-such-user-xyz /usr/bin/true\n", system=True)
+    assert result.pipeline.entries == {}
+    assert result.problems == ["crontab:1: cannot convert: user 'no-such-user-xyz' does not exist on this host "
+                               "(--user/--group)"]
 
 
 def test_user_crontab_every_construct():

@@ -102,7 +102,8 @@ def full_job() -> Job:
         end_at="2027-01-01T00:00:00+00:00", cwd="/tmp", env={"A": "1", "B": "x=y"}, enabled=False,
         notify=("failure", "slow"), notify_to=("ops",), alert_output=2048, expected_duration=30.0, max_output=1024,
         resources={"cpu": 2.0, "mem": 4294967296.0}, worker="tcp://10.0.0.5:40000", description="d\u00e9j\u00e0 vu",
-        created_at="2025-12-01T08:00:00+00:00", source="/srv/pipelines/etl.yaml")
+        created_at="2025-12-01T08:00:00+00:00", source="/srv/pipelines/etl.yaml", user="www-data",
+        group="adm", memory_max=512 * 1024**2, cpu_max=0.5, pids_max=64, nice=10)
 
 
 def test_full_job_sets_every_field():

@@ -13,10 +13,12 @@ import uuid
 from datetime import datetime
 
 from cron_scheduler import planner
+from cron_scheduler.cgroup import limit_files
 from cron_scheduler.engine.catalogue import Catalogue
 from cron_scheduler.history import History, Run
 from cron_scheduler.models import Job, RunStatus, Trigger, parse_iso, to_iso
 from cron_scheduler.pool import Pool
+from cron_scheduler.runas import login_env
 from cron_scheduler.runner import RunSpec
 
 log = logging.getLogger("cron_scheduler")
@@ -138,7 +140,9 @@ class Launcher:
         self.history.claim(run.run_id, marker=marker, output_path=str(log_path))
         spec = RunSpec(run_id=run.run_id, job_id=job.id, argv=argv(job), env=self.env(job, run),
                        cwd=job.cwd, log_path=log_path, max_output=job.max_output, timeout=job.timeout,
-                       marker=marker, resources=job.resources or None, worker=job.worker)
+                       marker=marker, resources=job.resources or None, worker=job.worker,
+                       user=job.user, group=job.group, nice=job.nice,
+                       limits=limit_files(job.memory_max, job.cpu_max, job.pids_max) or None)
         self.prepared[run.run_id] = (job, run, spec)
 
     def _reason(self, run: Run, now: datetime) -> str | None:
@@ -149,6 +153,7 @@ class Launcher:
 
     def env(self, job: Job, run: Run) -> dict[str, str]:
         env = dict(self.base_env)
+        env.update(login_env(job.user))  # HOME, USER, LOGNAME, SHELL of its account, as cron
         env.update(job.env)
         env.update(CRON_SCHEDULER_JOB=job.id, CRON_SCHEDULER_RUN_ID=str(run.run_id),
                    CRON_SCHEDULER_SCHEDULED_FOR=run.scheduled_for,

@@ -19,6 +19,7 @@ from cron_scheduler.runner import Outcome, RunResult, remove_run_files
 
 log = logging.getLogger("cron_scheduler")
 
+OOM_REASON = "killed by the kernel: out of memory"  # its cgroup's memory.events counted an oom_kill
 _OUTCOME_STATUS = {Outcome.TIMED_OUT: RunStatus.TIMEOUT, Outcome.CANCELLED: RunStatus.KILLED,
                    Outcome.UNKNOWN: RunStatus.INTERRUPTED}  # UNKNOWN: re-supervised after a crash
 
@@ -50,13 +51,16 @@ class Recorder:
             cap = job.timeout if job is not None else None
             reason = (f"hit its {cap:g}s cap" if cap is not None else
                       f"hit its time cap after {result.finished_at - result.started_at:.1f}s")
+        if result.oom_killed and status is not RunStatus.SUCCEEDED:
+            reason = OOM_REASON
         signame = signal_name(result.signal)
         with self.history.transaction():
             self.history.transition(
                 run.run_id, status, to_iso(now), was=run, finished_at=to_iso(_instant(result.finished_at) or now),
                 started_at=to_iso(_instant(result.started_at)) or run.started_at, exit_code=result.exit_code,
                 signal=signame, reason=reason, output_bytes=result.output_bytes, truncated=int(result.truncated),
-                cpu_user=result.cpu_user, cpu_sys=result.cpu_sys, max_rss_kb=result.max_rss_kb)
+                cpu_user=result.cpu_user, cpu_sys=result.cpu_sys, max_rss_kb=result.max_rss_kb,
+                memory_peak_kb=None if result.memory_peak is None else result.memory_peak // 1024)
             run = dataclasses.replace(run, status=status)
             if job is not None and planner.should_retry(job, run):
                 delay = planner.retry_delay(job, run.attempt)

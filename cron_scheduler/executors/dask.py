@@ -123,6 +123,8 @@ class DaskPool(Pool):
             raise ValueError(f"run {spec.run_id} is already running")
         started = time.time()
         try:
+            if spec.user or spec.limits or spec.nice is not None:  # refused, never ignored
+                raise ValueError("--user, --nice and resource limits are not supported with the dask executor")
             log_fd = open_log(spec.log_path)
         except SPAWN_ERRORS as exc:
             self._result(RunResult(spec.run_id, None, started, time.time(), outcome=Outcome.SPAWN_FAILED,
