@@ -98,11 +98,3 @@ def test_root_writing_a_service_users_home_is_refused_naming_the_user_to_run_as(
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
     assert listing(home) == before
 
-
-@needs_root
-def test_root_may_still_read_a_service_users_jobs(home):
-    run("-m", "cron_scheduler", "--home", str(home), "add", "a", "@daily", "/bin/true", as_nobody=True)
-    before = listing(home)
-    proc = run("-m", "cron_scheduler", "--home", str(home), "list", "--json")
-    assert proc.returncode == 0 and '"a"' in proc.stdout, proc.stderr
-    assert listing(home) == before
