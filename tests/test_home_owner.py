@@ -65,12 +65,21 @@ def test_a_daemon_refusing_an_insecure_home_creates_nothing_in_it(tmp_path):
 
 
 @needs_root
-def test_a_daemon_meeting_a_root_owned_scheduler_log_says_so_in_one_line(home):
-    log = home / "scheduler.log"  # what a refused start as root left behind before the fix
-    log.touch(mode=0o600)
+@pytest.mark.parametrize("name, error", [
+    ("scheduler.log", "cannot open {path}: Permission denied"),
+    ("state.db", "cannot use {path}: unable to open database file"),
+    ("daemon.pid", None),  # replaced (written beside it, renamed over it): no harm done
+])
+def test_a_daemon_meeting_a_root_owned_file_of_its_home_says_so_in_one_line(home, name, error):
+    path = home / name  # what a start as root left behind before it was refused up front
+    path.touch(mode=0o600)
     proc = run("-m", "cron_scheduler.scheduler", "--home", str(home), "--once", as_nobody=True)
-    assert proc.returncode == 1, proc.stderr
-    assert proc.stderr == f"cron-scheduler daemon: error: cannot open {log}: Permission denied\n"
+    if error is None:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.splitlines()[-1] == "cron-scheduler daemon: error: " + error.format(path=path)
+        assert "Traceback" not in proc.stderr
 
 
 @needs_root
