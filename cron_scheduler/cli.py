@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from cron_scheduler import __version__
 from cron_scheduler.completion import job_ids as complete_jobs
 
 HOME_HELP = "State directory (default: $CRON_SCHEDULER_HOME, else $XDG_STATE_HOME/cron-scheduler)."
@@ -88,7 +89,7 @@ def job_options(f):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", default=None, metavar="DIR", help=HOME_HELP)
-@click.version_option(package_name="cron-scheduler", prog_name="cron-scheduler")
+@click.version_option(__version__, prog_name="cron-scheduler")
 def cli(home: str | None) -> None:
     """cron-scheduler: manage jobs and inspect what the daemon ran."""
 
@@ -339,7 +340,7 @@ def create_cron_command() -> click.Command:
     command = copy.copy(add_cmd)
     command.params = list(add_cmd.params)
     command.context_settings = dict(add_cmd.context_settings, help_option_names=["-h", "--help"])
-    return click.version_option(package_name="cron-scheduler", prog_name="create_cron")(command)
+    return click.version_option(__version__, prog_name="create_cron")(command)
 
 
 def create_cron_main(args: list[str] | None = None) -> None:

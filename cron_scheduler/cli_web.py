@@ -29,5 +29,5 @@ def web_cmd(bind, read_only, no_token, print_token, home):
         from cron_scheduler.web.app import serve
     except ImportError as exc:
         raise OperationalError(f"the web dashboard needs the `web` extra ({exc.name} is missing): "
-                               "pip install 'cron-scheduler[web]'") from None
+                               "pip install 'cron-scheduler-server[web]'") from None
     serve(h, bind, read_only=read_only, use_token=not no_token)

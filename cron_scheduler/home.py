@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import pwd
 import stat
 import tomllib
 from dataclasses import dataclass, field
@@ -44,12 +45,28 @@ class Home:
     config_file = property(lambda self: self.root / "config.toml")
 
     def ensure(self) -> "Home":
-        """Create the home (0700) if needed."""
+        """Create the home (0700) if needed; a home of another user is refused before anything
+        is written into it (check_owner)."""
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise OperationalError(f"cannot create home {self.root}: {exc.strerror}") from None
+        self.check_owner()
         return self
+
+    def check_owner(self) -> None:
+        """Only the home's owner writes it: a file root creates in a service user's home
+        (scheduler.log, jobs.json, state.db) is one that user's daemon cannot open. The
+        message names the user to run as."""
+        try:
+            uid = self.root.stat().st_uid
+        except FileNotFoundError:
+            return
+        if uid != os.geteuid():
+            owner, me = _user(uid), _user(os.geteuid())
+            raise InsecureHome(f"refusing home {self.root}: owned by uid {uid} ({owner}), not by this user "
+                               f"(uid {os.geteuid()}, {me}); run as its owner, e.g. sudo -u {owner} "
+                               "cron-scheduler ...")
 
     def check_secure(self) -> None:
         """Like cron with an insecure crontab: refuse a home or store others may write, a home
@@ -60,18 +77,23 @@ class Home:
             if path.is_symlink():
                 raise UnsafePath(f"refusing {path}: it is a symbolic link "
                                  "(files inside the home are never followed through links)")
+        self.check_owner()
         for path in (self.root, self.jobs):
             try:
-                st = path.stat()
+                insecure(path, path.stat().st_mode)
             except FileNotFoundError:
                 continue
-            if path == self.root and st.st_uid != os.geteuid():
-                raise InsecureHome(f"refusing home {path}: owned by uid {st.st_uid}, not by this user "
-                                   f"(uid {os.geteuid()}); the daemon trusts only its own home")
-            insecure(path, st.st_mode)
 
     def run_log(self, job_id: str, run_id: int) -> Path:
         return self.runs / job_id / f"{run_id}.log"
+
+
+def _user(uid: int) -> str:
+    """The user name of `uid` (the uid itself when it has none)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def insecure(path: Path, mode: int) -> None:

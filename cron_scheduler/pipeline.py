@@ -135,7 +135,7 @@ def _parse(loader, pipe: Pipeline, base_dir: Path, check: bool, default_zone) ->
             validate_job_id(job_id)
         except CronSchedulerError as exc:
             raise pipe.error(None, line, str(exc)) from None
-        fields = _mapping(loader, value_node, pipe, job_id, f"job {job_id!r}", FIELDS + READ_ONLY)
+        fields = _mapping(loader, value_node, pipe, job_id, "its fields", FIELDS + READ_ONLY)
         merged = dict(defaults)
         if "env" in defaults and "env" in fields:
             merged["env"] = ("env-merge", defaults["env"], fields["env"])
@@ -154,12 +154,18 @@ def _is_null(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
+def _node_kind(loader, node: yaml.Node) -> str:
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return _kind(loader.construct_object(node)) if isinstance(node, yaml.ScalarNode) else "a mapping"
+
+
 def _mapping(loader, node, pipe: Pipeline, job_id: str | None, what: str,
              allowed: tuple[str, ...] | None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
     """key -> (key node, value node) of a mapping node; unknown or repeated keys are refused."""
     line = node.start_mark.line + 1
     if not isinstance(node, yaml.MappingNode):
-        raise pipe.error(job_id, line, f"{what} must be a mapping of keys to values")
+        raise pipe.error(job_id, line, f"{what} must be a mapping of keys to values, not {_node_kind(loader, node)}")
     if node.tag != "tag:yaml.org,2002:map":
         raise pipe.error(job_id, line, f"not valid YAML: {what} has the tag {node.tag!r}, a safe loader refuses it")
     loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
@@ -170,14 +176,17 @@ def _mapping(loader, node, pipe: Pipeline, job_id: str | None, what: str,
             raise pipe.error(job_id, key_line, f"{what}: keys must be plain names")
         key = loader.construct_object(key_node)
         if isinstance(key, bool) or not isinstance(key, (str, int)):
-            raise pipe.error(job_id, key_line, f"{what}: key {key!r} must be a name")
+            raise pipe.error(job_id, key_line, f"{what}: key {key_node.value!r} must be a name (quote it)")
         key = str(key)
         if allowed is not None and key not in allowed:
             hint = HINTS.get(key)
             if hint is None:
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]!r}?" if close else None
-            raise pipe.error(job_id, key_line, f"unknown field {key!r}" + (f" ({hint})" if hint else ""))
+            if hint is None and what == "the file":
+                hint = "a file has 'jobs:' and optionally 'defaults:'"
+            raise pipe.error(job_id, key_line, f"unknown {'key' if what == 'the file' else 'field'} {key!r}"
+                             + (f" ({hint})" if hint else ""))
         if key in out:
             if job_id is None and what == "jobs":
                 raise pipe.error(key, key_line, "defined twice")
@@ -192,10 +201,14 @@ def _build(loader, pipe: Pipeline, job_id: str, entry: Entry, merged: dict, base
     for key, pair in merged.items():
         if key in READ_ONLY:
             continue
-        if pair[0] == "env-merge":
-            entry.lines[key] = pair[2][0].start_mark.line + 1
-            env = _env(loader.construct_object(pair[1][1], deep=True)) or {}
-            env.update(_env(loader.construct_object(pair[2][1], deep=True)) or {})
+        if pair[0] == "env-merge":  # the defaults' env under the job's, each checked at its line
+            env: dict[str, str] = {}
+            for key_node, value_node in pair[1:]:
+                entry.lines[key] = key_node.start_mark.line + 1
+                try:
+                    env.update(_env(loader.construct_object(value_node, deep=True)))
+                except CronSchedulerError as exc:
+                    raise pipe.error(job_id, entry.lines[key], str(exc)) from None
             values[key] = env
             continue
         entry.lines[key] = pair[0].start_mark.line + 1

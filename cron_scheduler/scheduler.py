@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cron_scheduler import safefs
-from cron_scheduler.errors import CronSchedulerError, InvalidOption, StateWriteError
+from cron_scheduler.errors import CronSchedulerError, InvalidOption, OperationalError, StateWriteError
 from cron_scheduler.home import MAX_WORKERS, Config, Home, check_executor, load_config
 from cron_scheduler.models import utcnow
 
@@ -128,7 +128,10 @@ def setup_logging(home: Home, config: Config, level: str) -> None:
     # printing a traceback for each one
     logging.raiseExceptions = False
     fmt = _Formatter("%(asctime)s %(levelname)s %(message)s")
-    handler = _RotatingLog(home.log, maxBytes=config.log_max_bytes, backupCount=config.log_backups)
+    try:
+        handler = _RotatingLog(home.log, maxBytes=config.log_max_bytes, backupCount=config.log_backups)
+    except OSError as exc:  # e.g. a scheduler.log another user (root) created
+        raise OperationalError(f"cannot open {home.log}: {exc.strerror or exc}") from None
     stderr = _Stderr(_stderr_stream())
     for h in (handler, stderr):
         h.setFormatter(fmt)
@@ -381,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         home = Home.at(args.home).ensure()
+        home.check_secure()  # who may run a daemon on this home: asked before any file is made
         config = load_config(home)
         if args.max_workers is not None:
             if not 1 <= args.max_workers <= MAX_WORKERS:

@@ -11,6 +11,8 @@ if [ ! -f "$stamp" ] || [ "$root/setup.cfg" -nt "$stamp" ] || [ "$root/pyproject
   # those lines say nothing about this project, so only they are dropped.
   {
     "$venv/bin/python" -m pip install --quiet --upgrade pip
+    # the distribution was called cron-scheduler before (a name PyPI gives another project)
+    "$venv/bin/python" -m pip uninstall --quiet --yes cron-scheduler 2>/dev/null || true
     "$venv/bin/python" -m pip install --quiet -e "$root[test,web,dask]"
   } 2> >(grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor a directory\.$" >&2)
   touch "$stamp"

@@ -192,6 +192,51 @@ def test_run_on_a_paused_job_with_upstreams_runs_it(site):
     assert site.statuses("down") == ["skipped", "running"]
 
 
+def _run_alone(site, job_id: str, now: datetime) -> None:
+    """A manual run of `job_id` only: a wave its upstreams are not members of."""
+    Requests(site.engine).do_run({"jobs": [job_id]}, now)
+    site.step(now)
+
+
+def _own_runs(site, job_id: str) -> list:
+    """The runs of `job_id`'s own (manual) waves; paused, it is skipped in its upstreams' waves."""
+    return [r for r in site.runs(job_id) if r.trigger is Trigger.MANUAL]
+
+
+@pytest.mark.parametrize("active", ["running", "queued"])
+def test_an_active_upstream_outside_the_wave_is_pending_then_its_result_decides(site, active):
+    """README: an upstream outside the wave counts as pending while it is queued or runs (not
+    by its earlier success), and once it ended its latest result decides."""
+    site.add(job("up"), job("down", depends_on=("up",), enabled=False))
+    site.start(T0)
+    _run_alone(site, "up", T0)
+    site.finish("up", T0 + timedelta(seconds=1))             # up has succeeded before
+    if active == "queued":
+        site.pool.max_workers = 0                            # no free worker: up stays queued
+    _run_alone(site, "up", T0 + timedelta(seconds=2))
+    _run_alone(site, "down", T0 + timedelta(seconds=3))      # its wave: down only
+    assert site.statuses("up")[-1] == active and [r.status for r in _own_runs(site, "down")] == [S.WAITING]
+    site.pool.max_workers = 10
+    site.step(T0 + timedelta(seconds=4))
+    assert site.statuses("up")[-1] == "running" and [r.status for r in _own_runs(site, "down")] == [S.WAITING]
+    site.finish("up", T0 + timedelta(seconds=5), exit_code=4)
+    site.step(T0 + timedelta(seconds=5))
+    (down,) = _own_runs(site, "down")
+    assert down.status is S.BLOCKED and "blocked by up run" in down.reason and "exit 4" in down.reason
+
+
+def test_an_idle_upstream_outside_the_wave_is_judged_by_its_latest_final_run(site):
+    site.add(job("up"), job("down", depends_on=("up",), enabled=False))
+    site.start(T0)
+    _run_alone(site, "down", T0)
+    assert [(r.status, r.reason) for r in _own_runs(site, "down")] == [
+        (S.BLOCKED, "blocked: upstream up has never succeeded")]
+    _run_alone(site, "up", T0 + timedelta(seconds=1))
+    site.finish("up", T0 + timedelta(seconds=2))
+    _run_alone(site, "down", T0 + timedelta(seconds=3))
+    assert [r.status for r in _own_runs(site, "down")] == [S.BLOCKED, S.RUNNING]
+
+
 # --- catch-up: slots that fell while no daemon ran ---------------------------------------
 
 def _after_outage(site, catch_up: CatchUp, down_for: int = 7):
@@ -213,6 +258,25 @@ def test_catch_up_all_runs_every_slot_of_a_short_outage_without_skipping_any(sit
     runs = _after_outage(site, CatchUp.ALL)
     assert [r.trigger for r in runs] == [Trigger.CATCH_UP] * 6 + [Trigger.SCHEDULE]
     assert S.SKIPPED not in {r.status for r in runs} and S.MISSED not in {r.status for r in runs}
+
+
+def test_catch_up_all_under_overlap_skip_runs_every_missed_slot_one_after_the_other(site):
+    """overlap=skip does not apply between the catch-up runs of one outage (waves.open's
+    `planned`): each missed slot runs, after the one before it, and none is skipped."""
+    site.add(job("tick", "* * * * * *", catch_up=CatchUp.ALL, overlap=Overlap.SKIP))
+    started = T0 + timedelta(seconds=4)
+    site.start(started)
+    site.step(started)
+    now = started
+    for _ in range(4):  # T0+1s .. T0+3s caught up, then the on-time T0+4s
+        assert [r.status for r in site.runs("tick")].count(S.RUNNING) == 1
+        site.finish("tick", now)
+        site.engine.advance_waves(now)
+        site.engine.start_queued(now)
+    runs = site.runs("tick")
+    assert [(r.scheduled_for, r.status) for r in runs] == [
+        (to_iso(T0 + timedelta(seconds=n)), S.SUCCEEDED) for n in (1, 2, 3, 4)]
+    assert [r.trigger for r in runs] == [Trigger.CATCH_UP] * 3 + [Trigger.SCHEDULE]
 
 
 def test_catch_up_latest_runs_one_slot_of_a_short_outage_and_records_the_rest_once(site):
@@ -248,6 +312,28 @@ def test_a_result_recorded_after_a_failed_write_keeps_its_retry_and_releases_dow
     assert (retry.status, retry.trigger, retry.attempt) == (S.QUEUED, Trigger.RETRY, 2)
     site.step(now)
     assert site.statuses("after") == ["running"]
+
+
+def test_each_retry_waits_the_retry_delay_doubled_per_attempt(site):
+    """--retries 3 --retry-delay 10s: attempts 2, 3, 4 are held until 10 s, 20 s, 40 s after the
+    failure before them (planner.retry_delay of the failed attempt), and start then."""
+    site.add(job("r", retries=3, retry_delay=10.0))
+    site.start(T0)
+    _run_alone(site, "r", T0)
+    now = T0
+    for attempt, delay in ((2, 10), (3, 20), (4, 40)):
+        now += timedelta(seconds=1)
+        site.finish("r", now, exit_code=1)
+        retry = site.runs("r")[-1]
+        due = now + timedelta(seconds=delay)
+        assert (retry.trigger, retry.attempt, retry.not_before) == (Trigger.RETRY, attempt, to_iso(due))
+        site.step(due - timedelta(milliseconds=1))
+        assert site.runs("r")[-1].status is S.QUEUED
+        now = due
+        site.step(now)
+        assert site.runs("r")[-1].status is S.RUNNING
+    site.finish("r", now + timedelta(seconds=1), exit_code=1)
+    assert site.statuses("r") == ["failed"] * 4  # retries 3: four attempts in all
 
 
 # --- requests ----------------------------------------------------------------------------
@@ -570,25 +656,3 @@ def test_jobs_due_at_one_slot_share_a_wave_only_where_their_waves_meet(site):
     assert sorted(r.job_id for r in runs) == ["join", "lone", "x", "y", "z"]
     waves = {r.job_id: r.wave for r in runs}
     assert waves["x"] == waves["y"] == waves["join"] == waves["z"] != waves["lone"]
-
-
-def test_an_upstream_outside_the_wave_still_queued_is_pending(site):
-    """`run down` while `up` (outside down's wave, never succeeded) waits queued for the one
-    worker: down waits for it instead of being blocked as "never succeeded", then runs once up
-    has succeeded (README, waves: pending while it is queued or runs)."""
-    site.pool.max_workers = 1
-    site.add(job("up"), job("down", depends_on=("up",)), job("busy"))
-    engine = site.start(T0)
-    engine.open_wave(["busy"], Trigger.MANUAL, T0, T0)
-    site.step(T0)  # busy holds the one worker
-    engine.open_wave(["up"], Trigger.MANUAL, T0, T0, ignore_deps=True)
-    own = engine.open_wave(["down"], Trigger.MANUAL, T0, T0)  # down's own wave: up outside it
-    site.step(T0 + timedelta(seconds=1))
-    assert site.statuses("up") == ["queued"]
-    assert site.history.get_run(own[0]).status is S.WAITING
-    site.finish("busy", T0 + timedelta(seconds=2))
-    site.step(T0 + timedelta(seconds=2))
-    site.finish("up", T0 + timedelta(seconds=3))
-    site.step(T0 + timedelta(seconds=3))
-    assert site.history.get_run(own[0]).status in (S.QUEUED, S.RUNNING)
-    assert S.BLOCKED not in {r.status for r in site.runs("down")}

@@ -345,8 +345,8 @@ def test_apply_warns_like_add_about_odd_but_legal_jobs(env):
     ("- a\n- b\n", "<stdin>:1: the file must be a mapping"),
     ("jobs:\n  x: !!python/object:os.system {}\n", "<stdin>:2: job 'x': not valid YAML"),
     ("jobs:\n  x: {schedule: !!python/name:os.system '', command: [a]}\n", "<stdin>:2: not valid YAML"),
-    ("jobs:\n  x: 3\n", "<stdin>:2: job 'x': job 'x' must be a mapping"),
-    ("jobz: {}\n", "<stdin>:1: unknown field 'jobz' (did you mean 'jobs'?)"),
+    ("jobs:\n  x: 3\n", "<stdin>:2: job 'x': its fields must be a mapping of keys to values, not a number"),
+    ("jobz: {}\n", "<stdin>:1: unknown key 'jobz' (did you mean 'jobs'?)"),
     ("jobs:\n  x: {schedule: '@daily', command: [a]}\n  x: {schedule: '@daily', command: [a]}\n",
      "<stdin>:3: job 'x': defined twice"),
     ("jobs:\n  'a b': {schedule: '@daily', command: [/bin/true]}\n", "<stdin>:2: invalid job id 'a b'"),
@@ -359,3 +359,38 @@ def test_malformed_files_are_one_line_errors(env, text, message):
     assert proc.stderr.startswith(f"cron-scheduler: error: {message}"), proc.stderr
     assert len(proc.stderr.splitlines()) == 1
     assert not (env.home / "jobs.json").exists()
+
+
+OK_JOB = "  a:\n    schedule: '@daily'\n    command: [/bin/true]\n"
+CLUMSY = {
+    "unknown-default": ("defaults:\n  retrys: 2\njobs:\n" + OK_JOB,
+                        ":2: unknown field 'retrys' (did you mean 'retries'?)"),
+    "defaults-number": ("defaults: 3\njobs:\n" + OK_JOB, ":1: defaults must be a mapping of keys to values, not a number"),
+    "defaults-list": ("defaults: [retries]\njobs:\n" + OK_JOB, ":1: defaults must be a mapping of keys to values, not a list"),
+    "defaults-null": ("defaults:\njobs:\n" + OK_JOB, ":1: defaults must be a mapping of keys to values, not null"),
+    "null-job": ("defaults: {schedule: '@daily', command: [/bin/true]}\njobs:\n  a:\n",
+                 ":3: job 'a': its fields must be a mapping of keys to values, not null"),
+    "list-job": ("jobs:\n  a: [schedule, command]\n", ":2: job 'a': its fields must be a mapping of keys to values, not a list"),
+    "jobs-list": ("jobs:\n  - a\n", ":2: jobs must be a mapping of keys to values, not a list"),
+    "null-key": ("defaults:\n  ~: 2\njobs:\n" + OK_JOB, ":2: defaults: key '~' must be a name (quote it)"),
+    "bool-job-id": ("jobs:\n" + OK_JOB + "  true: {schedule: '@daily', command: [/bin/true]}\n",
+                    ":5: jobs: key 'true' must be a name (quote it)"),
+    "unknown-top-level": ("x: 1\njobs:\n" + OK_JOB, ":1: unknown key 'x' (a file has 'jobs:' and optionally 'defaults:')"),
+    "bad-job-env-under-defaults-env": ("defaults:\n  env: {A: b}\njobs:\n" + OK_JOB + "    env: 5\n",
+                                       ":7: job 'a': env must be a mapping of names to strings, not a number"),
+    "bad-defaults-env-value": ("defaults:\n  env: {A: [1]}\njobs:\n" + OK_JOB + "    env: {B: c}\n",
+                               ":2: job 'a': env A must be a string, not a list (quote it)"),
+}
+
+
+@pytest.mark.parametrize("text, message", CLUMSY.values(), ids=CLUMSY.keys())
+def test_a_clumsy_file_is_one_line_naming_file_line_and_key_and_applies_nothing(env, text, message):
+    env.cli("add", "kept", "@daily", "/bin/true")
+    before = (env.home / "jobs.json").read_bytes()
+    f = env.tmp / "clumsy.yaml"
+    f.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "cron_scheduler", "--home", str(env.home), "apply", str(f)],
+                          capture_output=True, text=True, env=child_env(), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"cron-scheduler: error: {f}{message}\n"
+    assert (env.home / "jobs.json").read_bytes() == before

@@ -459,6 +459,52 @@ def test_config_limits_are_inclusive(home):
     assert config.timezone == "Europe/Berlin" and config.notify == {}
 
 
+# every numeric setting with its range, written here (not read from home.py): a bound moved
+# by one in the code fails one of the tests below
+NUMERIC_LIMITS = {
+    "max_workers": (1, 1000, 1),
+    "kill_grace": (0, 86400, 0.001),
+    "shutdown_grace": (0, 86400, 0.001),
+    "retention_runs": (1, 10_000_000, 1),
+    "log_max_bytes": (0, 1024**4, 1),
+    "log_backups": (0, 1000, 1),
+}
+
+
+def test_the_limits_table_covers_every_numeric_setting():
+    numeric = {name for name, f in Config.__dataclass_fields__.items() if f.type in ("int", "float")}
+    assert numeric == set(NUMERIC_LIMITS)
+
+
+@pytest.mark.parametrize("key", NUMERIC_LIMITS)
+def test_each_numeric_setting_accepts_its_limits_and_refuses_one_past_them(home, key):
+    low, high, step = NUMERIC_LIMITS[key]
+    Home(home).ensure()
+    path = home / "config.toml"
+    for value in (low, high):
+        path.write_text(f"{key} = {value}\n")
+        assert getattr(load_config(Home(home)), key) == value
+    for value in (low - step, high + step):
+        path.write_text(f"{key} = {value}\n")
+        with pytest.raises(InvalidOption) as info:
+            load_config(Home(home))
+        assert str(info.value).startswith(f"{path}: {key} must be ") and "\n" not in str(info.value), value
+
+
+@pytest.mark.parametrize("key", NUMERIC_LIMITS)
+def test_daemon_with_a_setting_one_past_its_upper_limit_exits_2_with_one_line(tmp_path, key):
+    low, high, step = NUMERIC_LIMITS[key]
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text(f"{key} = {high + step}\n")
+    proc = subprocess.run([sys.executable, "-m", "cron_scheduler.scheduler", "--home", str(home), "--once"],
+                          capture_output=True, text=True, timeout=60, env=child_env(), stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"config.toml: {key} must be " in lines[0], proc.stderr
+    assert not (home / "state.db").exists()
+
+
 @pytest.mark.parametrize("name", ["kill-grace-string", "max-workers-bool", "retention-zero", "not-utf8",
                                   "toml-syntax", "timezone-number"])
 def test_daemon_with_a_bad_config_exits_2_with_one_line_and_starts_nothing(tmp_path, name):

@@ -78,7 +78,7 @@ class DaskPool(Pool):
         try:
             import distributed
         except ImportError:
-            raise OperationalError("--executor dask needs the dask extra: pip install 'cron-scheduler[dask]'") from None
+            raise OperationalError("--executor dask needs the dask extra: pip install 'cron-scheduler-server[dask]'") from None
         try:
             self.client = distributed.Client(address, timeout=connect_timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except ImportError as exc:
         print(f"cron-scheduler web: error: the `web` extra is missing ({exc.name}): "
-              "pip install 'cron-scheduler[web]'", file=sys.stderr)
+              "pip install 'cron-scheduler-server[web]'", file=sys.stderr)
         return 1
     return 0
 

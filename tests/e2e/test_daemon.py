@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from harness import pid_exists, pid_state, wait_until
+from harness import pid_exists, pid_state, ts, wait_until
 
 MiB = 1024 * 1024
 
@@ -393,3 +393,16 @@ def test_the_log_says_when_a_cap_is_hit_and_warns_of_failed_runs(e2e, daemon):
                 if " finished: " in line}
     assert " WARNING " in finished["stubborn"] and " WARNING " in finished["bad"]
     assert " INFO " in finished["good"]
+
+
+def test_retries_wait_the_retry_delay_doubling_per_attempt(e2e, daemon):
+    """--retries 3 --retry-delay 1s: attempts 2, 3 and 4 are held 1 s, 2 s and 4 s after the
+    failure before them (README: the delay doubles per attempt), as the daemon recorded them."""
+    e2e.create_cron("flaky", "--retries", "3", "--retry-delay", "1s", "@after", "/bin/false")
+    daemon()
+    e2e.cli("run", "flaky")
+    runs = e2e.wait_status("flaky", "failed", count=4, timeout=60)
+    assert [r["attempt"] for r in runs] == [1, 2, 3, 4]
+    for before, after, delay in zip(runs, runs[1:], (1, 2, 4)):
+        assert after["reason"] == f"retry of run {before['run_id']} after {delay}s"
+        assert delay <= ts(after["started_at"]) - ts(before["finished_at"]) < delay + 1.5, (before, after)
