@@ -27,9 +27,10 @@ from typing import Any
 from cron_scheduler.executors.base import Claim, Handle, Pool
 from cron_scheduler.loop import Loop, Timer
 from cron_scheduler import runner
-from cron_scheduler.runner import (SPAWN_ERRORS, Outcome, RunOutput, RunResult, RunSpec, TreeKill,
-                                   exit_status, find_marked, open_log, pipe_path, process_running, remove_pipe,
-                                   process_start_time, release, spawn_error_message)
+from cron_scheduler.runner import (SPAWN_ERRORS, UNKNOWN_STATUS, Outcome, RunOutput, RunResult, RunSpec,  # noqa: F401
+                                   TreeKill, exit_status, find_marked, open_log, outcome_of, pipe_path,
+                                   process_running, remove_pipe, process_start_time, release,
+                                   spawn_error_message)
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ LEFTOVERS = 256  # finished runs whose FIFO and cgroup may wait for removal whil
 # takes each one's spawn and cgroup join out of the busy part of that second.
 ARMED_AHEAD = 128
 NO_PIDFD_POLL = 0.5  # exit polling interval on kernels without pidfd_open
-UNKNOWN_STATUS = "exit status unknown (re-supervised after daemon restart)"
-LOST_STATUS = "exit status lost (the process was reaped elsewhere)"
 AT_LEAST = ("output_bytes is a lower bound: output discarded past max_output before the daemon "
             "restart was not counted")
 
@@ -474,16 +473,8 @@ class LocalPool(Pool):
         del self._runs[run.run_id]
         self._children.pop(run.pid, None)
         exit_code, sig = exit_status(run.status)
-        if run.timed_out:
-            outcome = Outcome.TIMED_OUT
-        elif run.cancelled:
-            outcome = Outcome.CANCELLED
-        elif run.status is not None:
-            outcome = Outcome.SIGNALED if sig is not None else Outcome.EXITED
-        elif run.adopted:
-            outcome, error = Outcome.UNKNOWN, error or UNKNOWN_STATUS
-        else:
-            outcome, error = Outcome.LOST, error or LOST_STATUS
+        outcome, why = outcome_of(run.status, run.timed_out, run.cancelled, run.adopted)
+        error = error or why
         if run.at_least:
             error = f"{error}; {AT_LEAST}" if error else AT_LEAST
         out = run.output

@@ -478,6 +478,24 @@ def exit_status(status: int | None) -> tuple[int | None, int | None]:
     return None, None
 
 
+LOST_STATUS = "exit status lost (the process was reaped elsewhere)"
+UNKNOWN_STATUS = "exit status unknown (re-supervised after daemon restart)"
+
+
+def outcome_of(status: int | None, timed_out: bool, cancelled: bool,
+               adopted: bool = False) -> tuple[Outcome, str | None]:
+    """How a supervised run ended (any pool's supervisor), and the error that goes with it: a
+    cap or a stop first; then its wait status; without one, unknowable for a run re-supervised
+    after a restart (not our child), lost for our own child."""
+    if timed_out:
+        return Outcome.TIMED_OUT, None
+    if cancelled:
+        return Outcome.CANCELLED, None
+    if status is not None:
+        return (Outcome.SIGNALED if os.WIFSIGNALED(status) else Outcome.EXITED), None
+    return (Outcome.UNKNOWN, UNKNOWN_STATUS) if adopted else (Outcome.LOST, LOST_STATUS)
+
+
 class RunOutput:
     """One run's output: drains its pipe, keeps the first max_output bytes in the log file and
     counts (and discards) the rest, so the child never blocks on a full pipe. Owned by the pool."""
