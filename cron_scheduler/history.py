@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS runs (
     output_path TEXT, output_bytes INTEGER, truncated INTEGER NOT NULL DEFAULT 0,
     cpu_user REAL, cpu_sys REAL, max_rss_kb INTEGER,
     missed_count INTEGER, missed_until TEXT,
-    memory_peak_kb INTEGER
+    memory_peak_kb INTEGER,
+    handle TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS runs_slot ON runs(job_id, slot, attempt) WHERE slot IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_job ON runs(job_id, run_id);
@@ -117,6 +118,7 @@ class Run:
     missed_count: int | None
     missed_until: str | None
     memory_peak_kb: int | None = None  # its cgroup's memory.peak (runs with resource limits)
+    handle: str | None = None  # what its pool returned at its start (JSON, opaque: Pool.recover)
 
 
 RUN_COLUMNS = tuple(f.name for f in fields(Run))
@@ -127,7 +129,8 @@ _UNSETTLED_SQL = sql_list(ACTIVE | {RunStatus.SKIPPED, RunStatus.MISSED})  # no 
 
 _INSTANTS = ("scheduled_for", "slot", "not_before", "queued_at", "started_at", "finished_at", "missed_until")
 _INTEGERS = ("wave", "exit_code", "output_bytes", "max_rss_kb", "missed_count", "pid_start", "memory_peak_kb")
-ADDED_COLUMNS = (("runs", "memory_peak_kb", "INTEGER"),)  # added after state.db files were made
+ADDED_COLUMNS = (("runs", "memory_peak_kb", "INTEGER"),  # added after state.db files were made
+                 ("runs", "handle", "TEXT"))
 
 
 def _run(row: sqlite3.Row) -> Run:
@@ -151,9 +154,18 @@ def _decoded(row: tuple, keys: tuple[str, ...]) -> Run:
         _check("attempt", type(values["attempt"]) is int and 1 <= values["attempt"] <= 1_000_000)
         _check("priority", type(values["priority"]) is int)
         _check("pid", values["pid"] is None or (type(values["pid"]) is int and 0 < values["pid"] < 2**31))
+        _check("handle", values["handle"] is None or type(values["handle"]) is str)
     except (ValueError, TypeError, OverflowError, CronSchedulerError) as exc:
         raise CorruptRun(f"run {values.get('run_id')} in state.db is unreadable: {exc}") from None
+    if values["handle"] is None and values["pid"] is not None:  # written before the handle column:
+        values["handle"] = _old_handle(values)
     return Run(**values)
+
+
+def _old_handle(values: dict[str, Any]) -> str:
+    """The handle of a run recorded before the handle column: the local pool's handle, then
+    spread over the columns pid, pid_start and marker."""
+    return json.dumps({key: values[key] for key in ("marker", "pid", "pid_start")}, sort_keys=True)
 
 
 def _add_columns(conn: sqlite3.Connection) -> None:

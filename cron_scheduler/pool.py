@@ -1,9 +1,8 @@
 """The bounded pool of supervised children (DESIGN.md sections 5 and 7).
 
-`Pool` is the boundary the engine talks to: submit a RunSpec, get back a handle to store (what
-the pool needs to find the run again after a daemon restart) and, later, a RunResult whose
-`outcome` says how the run ended; cancel; adopt or abandon what a previous daemon left. The
-engine never sees pids, /proc, markers or FIFOs: the handle is opaque to it.
+`Pool` (executors/base.py) is the boundary the engine talks to. `LocalPool`'s handle holds the
+run's pid and its /proc start time; recover() finds a run by them, or by the marker its claim
+carries when the previous daemon died before recording the handle.
 
 `LocalPool` runs the children on this host, single-threaded, on the scheduler's event loop
 (loop.py): it registers each run's output pipe and pidfd (exit notification) and one timer for
@@ -15,7 +14,6 @@ subreaper, and orphaned descendants of runs that land on it are reaped separatel
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 import logging
 import os
@@ -26,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cron_scheduler.executors.base import Claim, Handle, Pool
 from cron_scheduler.loop import Loop, Timer
 from cron_scheduler import runner
-from cron_scheduler.runner import (SPAWN_ERRORS, Outcome, RunOutput, RunResult, RunSpec, TreeKill,
-                                   exit_status, find_marked, open_log, pipe_path, process_running, remove_pipe,
-                                   process_start_time, release, spawn_error_message)
+from cron_scheduler.runner import (SPAWN_ERRORS, UNKNOWN_STATUS, Outcome, RunOutput, RunResult, RunSpec,  # noqa: F401
+                                   TreeKill, exit_status, find_marked, open_log, outcome_of, pipe_path,
+                                   process_running, remove_pipe, process_start_time, release,
+                                   spawn_error_message)
 
 log = logging.getLogger(__name__)
 
@@ -42,78 +42,8 @@ LEFTOVERS = 256  # finished runs whose FIFO and cgroup may wait for removal whil
 # takes each one's spawn and cgroup join out of the busy part of that second.
 ARMED_AHEAD = 128
 NO_PIDFD_POLL = 0.5  # exit polling interval on kernels without pidfd_open
-UNKNOWN_STATUS = "exit status unknown (re-supervised after daemon restart)"
-LOST_STATUS = "exit status lost (the process was reaped elsewhere)"
 AT_LEAST = ("output_bytes is a lower bound: output discarded past max_output before the daemon "
             "restart was not counted")
-
-# What a pool hands the engine for a started run, to be stored as is (state.db columns pid,
-# pid_start, marker) and given back to adopt()/abandon() after a restart. Opaque to the engine.
-RunHandle = dict[str, Any]
-
-
-class Pool(abc.ABC):
-    """Runs that are started now and supervised until they finish, on the scheduler's loop."""
-
-    max_workers: int
-    loop: Loop
-
-    @abc.abstractmethod
-    def free_slots(self) -> int:
-        """How many more runs may be submitted now."""
-
-    @abc.abstractmethod
-    def submit(self, spec: RunSpec) -> RunHandle | None:
-        """Start a run now; its handle, or None when it could not start (its SPAWN_FAILED
-        result comes with the next results())."""
-
-    def submit_many(self, specs: list[RunSpec]) -> list[RunHandle | None]:
-        """submit() each, in order; a pool may start them concurrently."""
-        return [self.submit(spec) for spec in specs]
-
-    def prepare(self, spec: RunSpec) -> None:
-        """Do ahead what submit(spec) can do before the instant it starts (optional)."""
-
-    def discard(self, run_id: int) -> None:
-        """Undo prepare() for a run that will not be submitted."""
-
-    @abc.abstractmethod
-    def cancel(self, run_id: int, reason: str) -> None:
-        """Stop a run: SIGTERM now, SIGKILL after the grace period. Unknown ids are ignored."""
-
-    @abc.abstractmethod
-    def running(self) -> set[int]:
-        """The ids of the runs not finished yet."""
-
-    @abc.abstractmethod
-    def results(self) -> list[RunResult]:
-        """The runs that finished since the last call (never blocks). The pool calls
-        loop.notify() whenever one is ready."""
-
-    def adopt(self, run_id: int, handle: RunHandle, started_at: float,
-              timeout_remaining: float | None, log_path: Path | None, max_output: int) -> bool:
-        """Re-supervise a run a previous daemon left, from its stored handle; False if it no
-        longer runs (then abandon() it). A pool whose runs cannot outlive it finds none."""
-        return False
-
-    def abandon(self, run_id: int, handle: RunHandle, log_path: Path | None) -> None:
-        """Forget a run a previous daemon left that no longer runs: clean up what the pool kept
-        for it. What it left running is not chased (it would not have been without the crash)."""
-
-    @abc.abstractmethod
-    def shutdown(self, grace: float) -> list[RunResult]:
-        """Stop every run (SIGTERM, SIGKILL after grace) and return all outstanding results.
-        The pool is closed afterwards."""
-
-    def wait(self, timeout: float | None) -> list[RunResult]:
-        """Run the loop until a run finishes (or another notification, or timeout); the runs
-        that finished. For callers that own no loop of their own (tests, tools)."""
-        done = self.results()
-        if not done:
-            self.loop.run(timeout)
-            done = self.results()
-        return done
-
 
 def resolve_argv(argv: tuple[str, ...]) -> tuple[str, ...]:
     """The executor's side of a command line: a `.py` script runs under this interpreter (the
@@ -247,15 +177,15 @@ class LocalPool(Pool):
             self._spawner = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="spawn")
         return self._spawner
 
-    def submit(self, spec: RunSpec) -> RunHandle | None:
+    def submit(self, spec: RunSpec) -> Handle | None:
         return self.submit_many([spec])[0]
 
-    def submit_many(self, specs: list[RunSpec]) -> list[RunHandle | None]:
+    def submit_many(self, specs: list[RunSpec]) -> list[Handle | None]:
         """Start runs now. Everything but the spawns happens on this thread; the spawns (each
         blocks its thread until the child has exec'd) run on SPAWN_THREADS threads when there
         are several, which overlaps one child's exec with the next spawn."""
         ready = []  # (spec, log fd, prepared, started) of the runs that may spawn
-        handles: list[RunHandle | None] = [None] * len(specs)
+        handles: list[Handle | None] = [None] * len(specs)
         for spec in specs:
             if spec.run_id in self._runs:
                 raise ValueError(f"run {spec.run_id} is already running")
@@ -306,7 +236,7 @@ class LocalPool(Pool):
         self._result(RunResult(spec.run_id, None, started, time.time(), outcome=Outcome.SPAWN_FAILED,
                                error=spawn_error_message(exc)))
 
-    def _supervise(self, spec: RunSpec, log_fd: int, pid: int, out_fd: int, started: float) -> RunHandle:
+    def _supervise(self, spec: RunSpec, log_fd: int, pid: int, out_fd: int, started: float) -> Handle:
         output = RunOutput(out_fd, log_fd, spec.max_output, spec.log_path)
         run = _Run(spec.run_id, pid, spec.marker, started, spec.log_path, output=output,
                    start_time=process_start_time(pid), limited=bool(spec.limits))
@@ -316,20 +246,32 @@ class LocalPool(Pool):
             self._runs[run.run_id] = run  # while it waited: its status is lost
             self._service_soon()
         self._arm()
-        return {"pid": pid, "pid_start": run.start_time, "marker": spec.marker}
+        return Handle.of({"pid": pid, "pid_start": run.start_time}, pid)
 
-    def adopt(self, run_id: int, handle: RunHandle, started_at: float,
-              timeout_remaining: float | None, log_path: Path | None, max_output: int) -> bool:
-        pid, start_time, marker = handle.get("pid"), handle.get("pid_start"), handle.get("marker") or ""
+    def recover(self, claims: list[Claim]) -> set[int]:
+        """A run still runs if its main process does: the pid and start time its handle holds,
+        or without a handle the session leader carrying its marker."""
+        live = set()
+        for claim in claims:
+            if self._adopt(claim):
+                live.add(claim.run_id)
+            else:
+                self._abandon(claim)
+        return live
+
+    def _adopt(self, claim: Claim) -> bool:
+        state = claim.handle.fields() if claim.handle is not None else {}
+        pid, start_time = state.get("pid"), state.get("pid_start")
         if pid is None:  # the previous daemon died before recording it: find it by its marker
-            pid = _session_leader(marker)
+            pid = _session_leader(claim.marker)
             start_time = None if pid is None else process_start_time(pid)
         if pid is None or start_time is None or not process_running(pid, start_time):
             return False
+        log_path, max_output = claim.log_path, claim.max_output
         output = RunOutput.resume(log_path, max_output) if log_path is not None else None
-        run = _Run(run_id, pid, marker, started_at, log_path, output=output, adopted=True,
+        run = _Run(claim.run_id, pid, claim.marker, claim.started_at, log_path, output=output, adopted=True,
                    at_least=output is not None and output.kept >= max_output, start_time=start_time)
-        if not self._track(run, timeout_remaining):
+        if not self._track(run, claim.timeout_remaining):
             if output is not None:
                 output.close()
             return False
@@ -338,9 +280,10 @@ class LocalPool(Pool):
         self._arm()
         return True
 
-    def abandon(self, run_id: int, handle: RunHandle, log_path: Path | None) -> None:
-        if log_path is not None:
-            remove_pipe(pipe_path(Path(log_path)))  # its directories are not followed
+    def _abandon(self, claim: Claim) -> None:
+        """Forget a run that no longer runs: its FIFO goes (its directories are not followed)."""
+        if claim.log_path is not None:
+            remove_pipe(pipe_path(Path(claim.log_path)))
 
     def cancel(self, run_id: int, reason: str) -> None:
         run = self._runs.get(run_id)
@@ -530,16 +473,8 @@ class LocalPool(Pool):
         del self._runs[run.run_id]
         self._children.pop(run.pid, None)
         exit_code, sig = exit_status(run.status)
-        if run.timed_out:
-            outcome = Outcome.TIMED_OUT
-        elif run.cancelled:
-            outcome = Outcome.CANCELLED
-        elif run.status is not None:
-            outcome = Outcome.SIGNALED if sig is not None else Outcome.EXITED
-        elif run.adopted:
-            outcome, error = Outcome.UNKNOWN, error or UNKNOWN_STATUS
-        else:
-            outcome, error = Outcome.LOST, error or LOST_STATUS
+        outcome, why = outcome_of(run.status, run.timed_out, run.cancelled, run.adopted)
+        error = error or why
         if run.at_least:
             error = f"{error}; {AT_LEAST}" if error else AT_LEAST
         out = run.output

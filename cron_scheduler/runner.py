@@ -26,22 +26,21 @@ pool drives from its select() loop; neither blocks.
 from __future__ import annotations
 
 import ctypes
-import enum
-import errno
 import logging
 import os
 import re
 import stat
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from cron_scheduler import runas, safefs
-from cron_scheduler.errors import UnsafePath
 from cron_scheduler.cgroup import OPTION, RunCgroups
+from cron_scheduler.executors.base import Outcome, RunResult, RunSpec  # noqa: F401 (the pools' types)
 from cron_scheduler.keeper import Keeper
+from cron_scheduler.runfiles import in_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -51,65 +50,6 @@ CHUNK = 64 * 1024
 
 # What submitting a malformed or unstartable run can raise; the pool turns these into results.
 SPAWN_ERRORS = (OSError, ValueError, TypeError, subprocess.SubprocessError)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    run_id: int
-    job_id: str
-    argv: tuple[str, ...]  # final argv, exec'd directly
-    env: dict[str, str]  # complete child environment; spawn() adds the marker
-    cwd: str | None
-    log_path: Path  # stdout+stderr together; parent dirs 0700, file 0600
-    max_output: int  # bytes kept in log_path; the rest is read, counted and discarded
-    timeout: float | None  # seconds; None = no cap
-    marker: str  # unique token identifying every process of this run
-    resources: dict[str, float] | None = None  # placement on a cluster (executors/): worker resources
-    worker: str | None = None  # placement on a cluster: this worker only
-    user: str | None = None  # the account it runs as (runas.py)
-    group: str | None = None
-    nice: int | None = None
-    limits: dict[str, str] | None = None  # cgroup file -> value (cgroup.limit_files)
-
-
-class Outcome(enum.Enum):
-    """How a run ended, as its pool saw it (the engine maps it to a run status)."""
-
-    EXITED = "exited"  # exit_code holds its exit status
-    SIGNALED = "signaled"  # killed by a signal nobody in the scheduler sent
-    TIMED_OUT = "timed out"  # hit its cap; the pool killed its tree
-    CANCELLED = "cancelled"  # stopped on request (stop, replace, shutdown)
-    SPAWN_FAILED = "spawn failed"  # never started; error says why
-    UNKNOWN = "unknown"  # re-supervised after a daemon restart: not our child, status unknowable
-    LOST = "lost"  # our child, but its status was reaped elsewhere
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run_id: int
-    pid: int | None
-    started_at: float  # time.time() just before spawn
-    finished_at: float
-    exit_code: int | None = None  # None when killed by a signal, unknown, or spawn failed
-    signal: int | None = None  # terminating signal number
-    outcome: Outcome = Outcome.EXITED
-    cancel_reason: str | None = None
-    output_bytes: int = 0  # total bytes written by the run, discarded ones included
-    truncated: bool = False
-    cpu_user: float = 0.0
-    cpu_sys: float = 0.0
-    max_rss_kb: int = 0
-    error: str | None = None  # why the run could not be started / observed
-    oom_killed: bool = False  # the kernel's OOM killer killed a process of the run (its cgroup's)
-    memory_peak: int | None = None  # bytes: its cgroup's memory.peak (runs with limits)
-
-    @property
-    def timed_out(self) -> bool:
-        return self.outcome is Outcome.TIMED_OUT
-
-    @property
-    def cancelled(self) -> bool:
-        return self.outcome is Outcome.CANCELLED
 
 
 _cgroups: RunCgroups | None = None  # run cgroups in force in this process (None: marker sweep)
@@ -158,41 +98,11 @@ def set_child_subreaper() -> bool:
         return False
 
 
-def _run_dir(path: Path, create: bool = False) -> int:
-    """The fd of a run file's directory, runs/<job>/ (path is <home>/runs/<job>/<file>): neither
-    runs/ nor runs/<job>/ is followed through a link. create: make them (0700) if missing.
-    A link raises OSError(ELOOP) naming it, which the pool records as the run's error."""
-    job_dir = os.path.dirname(os.fspath(path))
-    runs, job = os.path.split(job_dir)
-    home, runs_name = os.path.split(runs)
-    parts = (runs_name, job)
-    try:
-        try:  # mkdir of an existing directory costs as much as a create: only where missing
-            return safefs.open_dir(home, parts)
-        except FileNotFoundError:
-            if not create:
-                raise
-        return safefs.open_dir(home, parts, create)
-    except UnsafePath as exc:
-        raise OSError(errno.ELOOP, str(exc)) from None
-
-
-def _in_run_dir(path: Path, action, create: bool = False):
-    """action(dir_fd, name) on a run file, through the no-follow fd of its directory."""
-    dir_fd = _run_dir(path, create)
-    try:
-        return action(dir_fd, os.path.basename(path))
-    except UnsafePath as exc:
-        raise OSError(errno.ELOOP, str(exc)) from None
-    finally:
-        os.close(dir_fd)
-
-
 def open_log(path: Path) -> int:
     """Open (truncate) a run's output file for writing: parent dirs 0700, file 0600. Neither
     runs/, the job's directory nor the file may be a symlink: a planted link must not send a
     run's output (or its FIFO) outside the home (the run fails with ELOOP naming the link)."""
-    fd = _in_run_dir(path, lambda dir_fd, name: safefs.open_at(
+    fd = in_run_dir(path, lambda dir_fd, name: safefs.open_at(
         dir_fd, name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, Path(path)), create=True)
     try:
         os.fchmod(fd, 0o600)
@@ -215,7 +125,7 @@ def remove_pipe(path: Path) -> None:
         except FileNotFoundError:
             pass
     try:
-        _in_run_dir(path, unlink)
+        in_run_dir(path, unlink)
     except OSError as exc:  # gone, or runs/ replaced by a link: nothing to remove through it
         if not isinstance(exc, FileNotFoundError):
             log.warning("cannot remove %s: %s", path, exc.strerror or exc)
@@ -239,7 +149,7 @@ def open_pipe(path: Path, write_only: bool = False) -> tuple[int, int]:
         except OSError:
             os.close(read_fd)
             raise
-    return _in_run_dir(path, make)
+    return in_run_dir(path, make)
 
 
 _pidfd_ok: bool | None = None
@@ -289,71 +199,10 @@ def start_keeper() -> None:
 def reopen_pipe(path: Path) -> int | None:
     """The read end of a run's FIFO again (a re-supervised run); None if it is gone."""
     try:
-        return _in_run_dir(path, lambda dir_fd, name: os.open(
+        return in_run_dir(path, lambda dir_fd, name: os.open(
             name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd))
     except OSError:
         return None
-
-
-def remove_run_files(home_root: Path, job_id: str, recorded: str | os.PathLike) -> bool:
-    """Delete what a pruned run left: its log and its FIFO. Their place is derived from the home,
-    runs/<job_id>/<run-id>.log, never taken from the path recorded in state.db (only that path's
-    <run-id>.log name is used): nothing outside runs/<job_id>/ is ever deleted, and no link on
-    the way is followed."""
-    name = Path(recorded).name
-    if not (name.endswith(".log") and name[:-4].isdigit()):
-        log.warning("not deleting %s for job %s: not a run log", recorded, job_id)
-        return False
-    try:
-        _in_run_dir(Path(home_root) / "runs" / job_id / name,
-                    lambda dir_fd, n: _unlink_all(dir_fd, (n, n[:-4] + ".pipe")))
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warning("cannot delete the log of a pruned run of %s: %s", job_id, exc.strerror or exc)
-        return False
-    return True
-
-
-_RUN_FILE = re.compile(r"(\d+)\.(log|pipe)")
-
-
-def sweep_run_files(home_root: Path, keep: Callable[[str, int, str], bool]) -> int:
-    """Delete the run files under runs/<job>/ that keep(job, run_id, "log" or "pipe") refuses:
-    FIFOs and logs a crash left behind (a FIFO is removed once no run is live, a pruned run's
-    log after its commit). Other files and links are not touched; links are not followed."""
-    removed = 0
-    try:
-        runs_fd = safefs.open_dir(home_root, ("runs",))
-    except (OSError, UnsafePath):
-        return 0
-    try:
-        for job in os.listdir(runs_fd):
-            try:
-                job_fd = safefs.open_dir(home_root, ("runs", job))
-            except (OSError, UnsafePath):  # not a directory, a link, a bad name
-                continue
-            try:
-                stale = [entry for entry in os.listdir(job_fd)
-                         if (m := _RUN_FILE.fullmatch(entry)) and not keep(job, int(m[1]), m[2])]
-                removed += _unlink_all(job_fd, stale)
-            finally:
-                os.close(job_fd)
-    finally:
-        os.close(runs_fd)
-    return removed
-
-
-def _unlink_all(dir_fd: int, names) -> int:
-    """Unlink names in a directory (missing ones are skipped); how many were there."""
-    count = 0
-    for name in names:
-        try:
-            os.unlink(name, dir_fd=dir_fd)
-            count += 1
-        except FileNotFoundError:
-            pass
-    return count
 
 
 @dataclass
@@ -629,6 +478,24 @@ def exit_status(status: int | None) -> tuple[int | None, int | None]:
     return None, None
 
 
+LOST_STATUS = "exit status lost (the process was reaped elsewhere)"
+UNKNOWN_STATUS = "exit status unknown (re-supervised after daemon restart)"
+
+
+def outcome_of(status: int | None, timed_out: bool, cancelled: bool,
+               adopted: bool = False) -> tuple[Outcome, str | None]:
+    """How a supervised run ended (any pool's supervisor), and the error that goes with it: a
+    cap or a stop first; then its wait status; without one, unknowable for a run re-supervised
+    after a restart (not our child), lost for our own child."""
+    if timed_out:
+        return Outcome.TIMED_OUT, None
+    if cancelled:
+        return Outcome.CANCELLED, None
+    if status is not None:
+        return (Outcome.SIGNALED if os.WIFSIGNALED(status) else Outcome.EXITED), None
+    return (Outcome.UNKNOWN, UNKNOWN_STATUS) if adopted else (Outcome.LOST, LOST_STATUS)
+
+
 class RunOutput:
     """One run's output: drains its pipe, keeps the first max_output bytes in the log file and
     counts (and discards) the rest, so the child never blocks on a full pipe. Owned by the pool."""
@@ -649,7 +516,7 @@ class RunOutput:
         """The output of a run re-supervised after a daemon restart: its FIFO reopened (data the
         run wrote meanwhile waits in it), its log appended to from where the old daemon stopped."""
         try:
-            log_fd = _in_run_dir(log_path, lambda dir_fd, name: safefs.open_at(
+            log_fd = in_run_dir(log_path, lambda dir_fd, name: safefs.open_at(
                 dir_fd, name, os.O_WRONLY | os.O_APPEND, 0o600, Path(log_path)))
         except OSError:
             log_fd, kept = None, 0

@@ -6,11 +6,9 @@ cluster) in the contract tests of tests/test_pool_contract.py."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from cron_scheduler.loop import Loop, Timer
-from cron_scheduler.pool import Pool, RunHandle
-from cron_scheduler.runner import Outcome, RunResult, RunSpec
+from cron_scheduler.executors.base import Claim, Handle, Outcome, Pool, RunResult, RunSpec
 
 
 class FakePool(Pool):
@@ -31,7 +29,7 @@ class FakePool(Pool):
         done, self._done = self._done, []
         return done
 
-    def submit(self, spec: RunSpec) -> RunHandle | None:
+    def submit(self, spec: RunSpec) -> Handle | None:
         started = time.time()
         program = spec.argv[0] if spec.argv else ""
         if program == "/bin/sleep":
@@ -48,7 +46,7 @@ class FakePool(Pool):
             timer = self.loop.call_at(now + spec.timeout,
                                       lambda: self._finish(spec.run_id, Outcome.TIMED_OUT))
         self._runs[spec.run_id] = (spec, started, timer)
-        handle = {"pid": None, "pid_start": None, "marker": spec.marker}
+        handle = Handle.of({"marker": spec.marker})
         self._adoptable[spec.marker] = spec
         return handle
 
@@ -57,12 +55,10 @@ class FakePool(Pool):
             self._runs[run_id][2].cancel()
             self._finish(run_id, Outcome.CANCELLED, cancel_reason=reason)
 
-    def adopt(self, run_id: int, handle: RunHandle, started_at: float,
-              timeout_remaining: float | None, log_path: Path | None, max_output: int) -> bool:
-        return False  # nothing outlives a fake pool
-
-    def abandon(self, run_id: int, handle: RunHandle, log_path: Path | None) -> None:
-        self._adoptable.pop(handle.get("marker"), None)
+    def recover(self, claims: list[Claim]) -> set[int]:
+        for claim in claims:  # nothing outlives a fake pool: all are forgotten
+            self._adoptable.pop(claim.marker, None)
+        return set()
 
     def shutdown(self, grace: float) -> list[RunResult]:
         for run_id in list(self._runs):

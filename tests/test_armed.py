@@ -56,7 +56,7 @@ def test_a_prepared_run_waits_in_its_cgroup_and_runs_its_program_only_when_submi
     wait_until("it joined its cgroup", lambda: pid in cgroups.pids(spec.marker))
     time.sleep(0.3)  # the program has had every chance to run early: it must not have
     assert not (tmp_path / "ran-1").exists()
-    assert pool.submit(spec)["pid"] == pid  # the same process becomes the run
+    assert pool.submit(spec).pid == pid  # the same process becomes the run
     (result,) = run_until_done(pool)
     assert (result.run_id, result.exit_code) == (1, 0)
     assert (tmp_path / "ran-1").read_text() == "ran\n"

@@ -17,7 +17,7 @@ from cron_scheduler.home import Config, Home
 from cron_scheduler.models import RunStatus
 from cron_scheduler.pool import LocalPool
 from cron_scheduler.models import Job
-from cron_scheduler.runner import MARKER_VAR, Outcome, RunResult
+from cron_scheduler.runner import MARKER_VAR, Outcome, RunResult, process_start_time
 
 
 def test_recover_records_a_dead_run_interrupted_and_does_not_chase_what_it_left(tmp_path):
@@ -65,3 +65,34 @@ def test_run_status_comes_from_the_pools_outcome_not_from_error_text():
 def test_the_engine_leaves_the_interpreter_of_a_py_script_to_the_pool():
     job = Job(id="p", schedule="@after", command=("tool.py", "--flag"))
     assert argv(job) == ("tool.py", "--flag")
+
+
+def test_a_run_recorded_before_the_handle_column_is_re_supervised_from_its_pid_columns(tmp_path):
+    # state.db files written before runs.handle spread the local pool's handle over pid,
+    # pid_start and marker: such a row, left running by a crash, is found again from them.
+    home = Home(tmp_path / "home").ensure()
+    marker = uuid.uuid4().hex
+    # not a session leader: found by its recorded pid only, not by its marker
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                            env=dict(os.environ, **{MARKER_VAR: marker}))
+    pool = LocalPool()
+    try:
+        history = History.open(home)
+        history.conn.execute("ALTER TABLE runs DROP COLUMN handle")  # the schema before it
+        history.close()
+        history = History.open(home)  # adds the column back, NULL in every row
+        now = datetime.now(timezone.utc)
+        run_id = history.add_run(RunStatus.QUEUED, now.isoformat(), job_id="gone",
+                                 scheduled_for=now.isoformat(), trigger="manual")
+        history.transition(run_id, RunStatus.RUNNING, now.isoformat(), started_at=now.isoformat(),
+                           pid=proc.pid, pid_start=process_start_time(proc.pid), marker=marker)
+        assert history.conn.execute("SELECT handle FROM runs").fetchone()[0] is None
+        recover(Engine(home, Config(), pool, history), now)
+        assert history.get_run(run_id).status == "running" and pool.running() == {run_id}
+        pool.cancel(run_id, "stop")
+        assert [r.run_id for r in pool.wait(30)] == [run_id]
+    finally:
+        proc.returncode = proc.returncode or 0  # reaped by the pool, not by Popen
+        pool.shutdown(1.0)
+        if proc.poll() is None:
+            proc.kill()

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from cron_scheduler.engine import Engine, Requests
+from cron_scheduler.executors.base import Handle
 from cron_scheduler.errors import IllegalTransition, StateWriteError
 from cron_scheduler.history import History
 from cron_scheduler.home import Config, Home
@@ -44,7 +45,7 @@ class ManualPool(Pool):
 
     def submit(self, spec):
         self.specs[spec.run_id] = spec
-        return {"pid": None, "pid_start": None, "marker": spec.marker}
+        return Handle.of({})
 
     def cancel(self, run_id: int, reason: str) -> None:
         self.cancelled.append(run_id)

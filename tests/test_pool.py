@@ -20,6 +20,7 @@ import pytest
 from harness import pid_alive as alive, pid_state
 from cron_scheduler.loop import Loop
 from cron_scheduler.pool import UNKNOWN_STATUS, LocalPool
+from cron_scheduler.executors.base import Claim, Handle
 from cron_scheduler.runner import (MARKER_VAR, Outcome, RunResult, RunSpec, find_marked, kill_tree,
                                    process_start_time)
 
@@ -173,7 +174,7 @@ def test_timeout_kills_the_whole_tree(pool, tmp_path):
 def test_cancel_kills_the_whole_tree(pool, tmp_path):
     spec = tree_spec(tmp_path, 1)
     handle = pool.submit(spec)
-    assert pool.running() == {1} and handle["marker"] == spec.marker
+    assert pool.running() == {1} and handle.pid == handle.fields()["pid"] > 0
     assert poll_until(lambda: len(tree_pids(tmp_path)) == len(ROLES), pool=pool)
     pids = tree_pids(tmp_path)
     assert find_marked(spec.marker) == set(pids.values())
@@ -303,6 +304,13 @@ def test_shutdown_stops_everything(tmp_path):
     assert find_marked(b.marker) == set()
 
 
+def adopt(pool, run_id: int, marker: str, handle: Handle | None, timeout: float | None = None,
+          log_path: Path | None = None, max_output: int = 1 << 20) -> bool:
+    """Whether pool.recover() re-supervises the claim of run_id."""
+    claim = Claim(run_id, marker, handle, time.time(), timeout, log_path, max_output)
+    return pool.recover([claim]) == {run_id}
+
+
 def test_adopt_a_process_of_a_previous_daemon(pool, tmp_path):
     # A launcher that starts the "run" detached and exits: the run is not our child.
     marker = uuid.uuid4().hex
@@ -318,9 +326,9 @@ print(p.pid)
                              check=True).stdout)
     start_time = process_start_time(pid)
     assert start_time is not None
-    handle = {"pid": pid, "pid_start": start_time, "marker": marker}
-    assert not pool.adopt(7, dict(handle, pid_start=start_time + 1), time.time(), None, None, 0)
-    assert pool.adopt(7, handle, time.time(), None, tmp_path / "none.log", 1 << 20)
+    handle = Handle.of({"pid": pid, "pid_start": start_time}, pid)
+    assert not adopt(pool, 7, marker, Handle.of({"pid": pid, "pid_start": start_time + 1}), max_output=0)
+    assert adopt(pool, 7, marker, handle, log_path=tmp_path / "none.log")
     assert pool.running() == {7} and pool.free_slots() == 9
     r = wait_for(pool, [7])[7]
     if r.error is None:  # only if this process happened to inherit it as a subreaper
@@ -328,7 +336,7 @@ print(p.pid)
     else:
         assert r.outcome is Outcome.UNKNOWN and r.error == UNKNOWN_STATUS
         assert r.exit_code is None and r.signal is None
-    assert not pool.adopt(8, handle, time.time(), None, None, 0)  # gone now
+    assert not adopt(pool, 8, marker, handle, max_output=0)  # gone now
 
 
 def test_adopted_run_gets_its_timeout(pool, tmp_path):
@@ -337,8 +345,8 @@ def test_adopted_run_gets_its_timeout(pool, tmp_path):
                             env=dict(os.environ, **{MARKER_VAR: marker}),
                             start_new_session=True)
     try:
-        handle = {"pid": proc.pid, "pid_start": process_start_time(proc.pid), "marker": marker}
-        assert pool.adopt(3, handle, time.time(), 0.2, None, 0)
+        handle = Handle.of({"pid": proc.pid, "pid_start": process_start_time(proc.pid)})
+        assert adopt(pool, 3, marker, handle, timeout=0.2, max_output=0)
         r = wait_for(pool, [3])[3]
         assert r.timed_out and find_marked(marker) == set()
     finally:
@@ -416,8 +424,7 @@ def test_adopt_finds_a_run_whose_pid_was_never_recorded_by_its_marker(pool, tmp_
                             env=dict(os.environ, **{MARKER_VAR: marker}), start_new_session=True)
     try:
         assert poll_until(lambda: find_marked(marker) == {proc.pid})
-        handle = {"pid": None, "pid_start": None, "marker": marker}
-        assert pool.adopt(4, handle, time.time(), None, None, 1 << 20)
+        assert adopt(pool, 4, marker, None)  # no handle recorded
         assert pool.running() == {4} and alive(proc.pid)
         pool.cancel(4, "stop")
         r = wait_for(pool, [4])[4]

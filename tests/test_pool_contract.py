@@ -6,6 +6,7 @@ executor can be dropped in and checked the same way."""
 from __future__ import annotations
 
 import os
+import json
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from fake_pool import FakePool
 from cron_scheduler.loop import Loop
 from cron_scheduler.pool import LocalPool, Pool
-from cron_scheduler.runner import Outcome, RunResult, RunSpec
+from cron_scheduler.executors.base import Claim, Handle, Outcome, RunResult, RunSpec
 
 
 def _dask_pool(request, **kwargs):
@@ -51,8 +52,7 @@ def results(pool: Pool, run_ids, deadline: float = 30.0) -> dict[int, RunResult]
 def test_submit_gives_a_storable_handle_and_a_result_with_its_outcome(pool, tmp_path):
     a, b = spec(tmp_path, 1, "/bin/true"), spec(tmp_path, 2, "/bin/false")
     handle = pool.submit(a)
-    assert isinstance(handle, dict) and set(handle) == {"pid", "pid_start", "marker"}
-    assert handle["marker"] == a.marker
+    assert isinstance(handle, Handle) and isinstance(json.loads(handle.state), dict)  # one JSON column
     assert pool.submit(b) is not None
     got = results(pool, [1, 2])
     assert (got[1].outcome, got[1].exit_code) == (Outcome.EXITED, 0)
@@ -94,10 +94,9 @@ def test_timeout_gives_timed_out(pool, tmp_path):
     assert r.outcome is Outcome.TIMED_OUT and r.timed_out and not r.cancelled
 
 
-def test_adopt_of_an_unknown_run_is_false(pool, tmp_path):
-    gone = {"pid": None, "pid_start": None, "marker": uuid.uuid4().hex}
-    assert pool.adopt(7, gone, time.time(), None, None, 1 << 20) is False
-    pool.abandon(7, gone, None)  # and abandoning it is harmless
+def test_recover_of_an_unknown_run_finds_nothing(pool, tmp_path):
+    gone = Claim(7, uuid.uuid4().hex, None, time.time(), None, None, 1 << 20)  # never started
+    assert pool.recover([gone]) == set()  # and forgetting it is harmless
     assert pool.running() == set() and pool.free_slots() == 2
 
 

@@ -25,11 +25,10 @@ from cron_scheduler.engine.recovery import recover, sweep
 from cron_scheduler.engine.requests import Requests
 from cron_scheduler.engine.results import Recorder
 from cron_scheduler.engine.waves import Waves
+from cron_scheduler.executors.base import Pool, RunResult
 from cron_scheduler.history import History, Run
 from cron_scheduler.home import Config, Home
 from cron_scheduler.models import Job, RunStatus, Trigger, parse_iso, to_iso
-from cron_scheduler.pool import Pool
-from cron_scheduler.runner import RunResult
 
 __all__ = ["Engine", "Requests", "recover", "sweep"]
 

@@ -1,8 +1,9 @@
 """Launching and stopping runs: queued runs get free workers in priority order. A run's claim
-carries its marker and log path before its process exists (write-ahead: recovery finds a
-started process by its marker); the pool spawns; then `running` and the handles the pool
-returned are recorded in one commit. A slot's runs can be prepared ahead (`prepare`, shortly
-before the slot): claim, files, argv and environment; at the instant only the spawns remain.
+carries its marker and log path before it starts (write-ahead: the pool finds a started run by
+its marker after a crash); the pool spawns; then `running` and the handles the pool returned
+(opaque: only the pool reads them) are recorded in one commit. A slot's runs can be prepared
+ahead (`prepare`, shortly before the slot): claim, files, argv and environment; at the instant
+only the spawns remain.
 `stop` cancels a running run or kills a pending one."""
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from datetime import datetime
 from cron_scheduler import planner
 from cron_scheduler.cgroup import limit_files
 from cron_scheduler.engine.catalogue import Catalogue
+from cron_scheduler.executors.base import Handle, Pool, RunSpec
 from cron_scheduler.history import History, Run
 from cron_scheduler.models import Job, RunStatus, Trigger, parse_iso, to_iso
-from cron_scheduler.pool import Pool
 from cron_scheduler.runas import login_env
-from cron_scheduler.runner import RunSpec
 
 log = logging.getLogger("cron_scheduler")
 
@@ -31,11 +31,11 @@ class Launcher:
         self.catalogue, self.history, self.pool = catalogue, history, pool
         self.base_env = dict(os.environ)  # each run's environment starts from this copy
         self.prepared: dict[int, tuple[Job, Run | None, RunSpec]] = {}  # claimed, not spawned yet
-        self.unrecorded: dict[int, tuple[Job, Run, dict | None, datetime]] = {}  # spawned, not `running` yet
+        self.unrecorded: dict[int, tuple[Job, Run, Handle | None, datetime]] = {}  # spawned, not `running` yet
 
     def start_queued(self, now: datetime) -> None:
         """Give free workers to queued runs in priority order: the spawns first, nothing
-        between two of them; then `running` and the pids in one commit."""
+        between two of them; then `running` and the handles in one commit."""
         self.flush()
         chosen = self._choose(now)
         if chosen:
@@ -65,12 +65,12 @@ class Launcher:
         with self.history.transaction():
             for job, run, handle, at in self.unrecorded.values():
                 self.history.transition(run.run_id, RunStatus.RUNNING, to_iso(at), was=run, started_at=to_iso(at),
-                                        reason=self._reason(run, at), **(handle or {}))
+                                        reason=self._reason(run, at), **_stored(handle))
         started, self.unrecorded = self.unrecorded, {}
         for job, run, handle, at in started.values():
             if handle is not None:
                 log.info("run %d job %s started%s (%s, slot %s)", run.run_id, job.id,
-                         f" pid {handle['pid']}" if handle.get("pid") else "", run.trigger, run.scheduled_for)
+                         f" pid {handle.pid}" if handle.pid else "", run.trigger, run.scheduled_for)
 
     def prepare(self, job: Job, run: Run, now: datetime) -> None:
         """Make a queued run of a slot still to come ready to start (in the caller's transaction)."""
@@ -169,6 +169,11 @@ class Launcher:
         elif run.status in (RunStatus.QUEUED, RunStatus.WAITING):
             self.drop(run_id)
             self.history.transition(run_id, RunStatus.KILLED, to_iso(now), finished_at=to_iso(now), reason=reason)
+
+
+def _stored(handle: Handle | None) -> dict:
+    """The columns a run's handle is recorded in: as is, and its pid for people (history)."""
+    return {} if handle is None else {"handle": handle.state, "pid": handle.pid}
 
 
 def argv(job: Job) -> tuple[str, ...]:

@@ -13,9 +13,10 @@ from cron_scheduler import planner
 from cron_scheduler.engine.catalogue import Catalogue
 from cron_scheduler.engine.waves import Waves
 from cron_scheduler.errors import CorruptRun
+from cron_scheduler.executors.base import Outcome, RunResult
 from cron_scheduler.history import History, Run
 from cron_scheduler.models import UTC, RunStatus, Trigger, to_iso
-from cron_scheduler.runner import Outcome, RunResult, remove_run_files
+from cron_scheduler.runfiles import remove_run_files
 
 log = logging.getLogger("cron_scheduler")
 

@@ -1,4 +1,4 @@
-"""DaskPool: the Pool contract (pool.py) with every run executed on a Dask `distributed` cluster.
+"""DaskPool: the Pool contract (executors/base.py) with every run executed on a Dask `distributed` cluster.
 
 Each run is one Dask task (executors/dask_worker.run_job, `retries=0`) that starts the job's
 process on a worker with the runner's semantics and reports over Dask events on the run's
@@ -14,7 +14,7 @@ everything else happens on the loop.
   records it `interrupted`, and the job's retries apply. What the lost worker left running is
   killed by the other workers of its host (asked at once) or by a worker that joins there later
   (dask_worker.OrphanSweep, registered here).
-- Daemon restart: the handle is the run's marker; adopt() replays the run's topic and asks the
+- Daemon restart: the claim's marker names the run's topic; recover() replays it and asks the
   workers whether it still executes, and follows it to its end (or takes the end it reached
   while no daemon was watching).
 - Placement: RunSpec.resources -> Dask worker resources, RunSpec.worker -> that worker only.
@@ -38,9 +38,9 @@ from cron_scheduler import safefs
 from cron_scheduler.errors import OperationalError
 from cron_scheduler.executors import dask_worker
 from cron_scheduler.loop import Loop, Timer
-from cron_scheduler.pool import Pool, RunHandle
-from cron_scheduler.runner import SPAWN_ERRORS, TreeKill, Outcome, RunResult, RunSpec, _in_run_dir, open_log, \
-    spawn_error_message
+from cron_scheduler.executors.base import Claim, Handle, Pool
+from cron_scheduler.runner import SPAWN_ERRORS, TreeKill, Outcome, RunResult, RunSpec, open_log, spawn_error_message
+from cron_scheduler.runfiles import in_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class DaskPool(Pool):
         done, self._done = self._done, []
         return done
 
-    def submit(self, spec: RunSpec) -> RunHandle | None:
+    def submit(self, spec: RunSpec) -> Handle | None:
         if spec.run_id in self._runs:
             raise ValueError(f"run {spec.run_id} is already running")
         started = time.time()
@@ -144,14 +144,23 @@ class DaskPool(Pool):
                                         pure=False, retries=0, **placement)
         run.future.add_done_callback(lambda f, marker=spec.marker: self._post(("done", marker, f)))
         self._arm()
-        return {"pid": None, "pid_start": None, "marker": spec.marker}
+        return Handle.of({})  # the claim's marker names the run's topic: nothing more to keep
 
-    def adopt(self, run_id: int, handle: RunHandle, started_at: float,
-              timeout_remaining: float | None, log_path: Path | None, max_output: int) -> bool:
-        marker = handle.get("marker") or ""
-        if not marker or run_id in self._runs:
+    def recover(self, claims: list[Claim]) -> set[int]:
+        live = set()
+        for claim in claims:
+            if self._adopt(claim):
+                live.add(claim.run_id)
+            elif claim.marker:  # forgotten: its topic goes
+                self._forget.append(dask_worker.topic(claim.marker))
+        return live
+
+    def _adopt(self, claim: Claim) -> bool:
+        """The run's topic replayed; it still runs if a worker executes it or its end is there."""
+        marker, log_path = claim.marker, claim.log_path
+        if not marker or claim.run_id in self._runs:
             return False
-        run = _DaskRun(run_id, marker, started_at, log_path, None, max_output, adopted=True)
+        run = _DaskRun(claim.run_id, marker, claim.started_at, log_path, None, claim.max_output, adopted=True)
         self._add(run)  # subscribed before the replay: nothing is missed in between
         events = [msg for _, msg in self.client.get_events(dask_worker.topic(marker)) if isinstance(msg, dict)]
         found = {addr: pid for addr, pid in self.client.run(dask_worker.find, marker, on_error="ignore").items()
@@ -166,10 +175,6 @@ class DaskPool(Pool):
             self._on_event(run, msg)
         self._arm()
         return True
-
-    def abandon(self, run_id: int, handle: RunHandle, log_path: Path | None) -> None:
-        if handle.get("marker"):
-            self._forget.append(dask_worker.topic(handle["marker"]))
 
     def cancel(self, run_id: int, reason: str) -> None:
         run = self._runs.get(run_id)
@@ -389,7 +394,7 @@ def _reopen_log(log_path: Path | None) -> tuple[int | None, int]:
     if log_path is None:
         return None, 0
     try:
-        fd = _in_run_dir(log_path, lambda dir_fd, name: safefs.open_at(
+        fd = in_run_dir(log_path, lambda dir_fd, name: safefs.open_at(
             dir_fd, name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600, Path(log_path)), create=True)
     except OSError as exc:
         log.warning("cannot reopen %s: %s", log_path, exc)

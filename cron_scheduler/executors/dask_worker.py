@@ -33,7 +33,7 @@ import time
 
 from cron_scheduler.pool import OUTPUT_GRACE, resolve_argv
 from cron_scheduler.runner import (CHUNK, MARKER_VAR, SPAWN_ERRORS, Outcome, TreeKill, exit_status,
-                                   process_environs, process_running, process_start_time,
+                                   outcome_of, process_environs, process_running, process_start_time,
                                    spawn_error_message)
 
 try:
@@ -324,16 +324,8 @@ def _supervise(spec: dict, control: _Control, address: str, send) -> dict:
         os.close(fd)
     flush()
     code, sig = exit_status(status)
-    if timed_out:
-        outcome = Outcome.TIMED_OUT
-    elif control.reason is not None:
-        outcome = Outcome.CANCELLED
-    elif status is None:
-        outcome = Outcome.LOST
-    else:
-        outcome = Outcome.SIGNALED if sig is not None else Outcome.EXITED
+    outcome, error = outcome_of(status, timed_out, control.reason is not None)
     return _end(spec, pid, started, time.time(), outcome, exit_code=code, signal=sig,
                 cancel_reason=control.reason, output_bytes=total, kept=kept, truncated=total > kept,
                 cpu_user=rusage.ru_utime if rusage else 0.0, cpu_sys=rusage.ru_stime if rusage else 0.0,
-                max_rss_kb=rusage.ru_maxrss if rusage else 0,
-                error="exit status lost (the process was reaped elsewhere)" if outcome is Outcome.LOST else None)
+                max_rss_kb=rusage.ru_maxrss if rusage else 0, error=error)

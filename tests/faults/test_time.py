@@ -19,6 +19,7 @@ import pytest
 from cron_scheduler import planner, schedule
 from cron_scheduler.cli import main as cli_main
 from cron_scheduler.engine import Engine
+from cron_scheduler.executors.base import Handle
 from cron_scheduler.errors import CronSchedulerError, OperationalError
 from cron_scheduler.history import History
 from cron_scheduler.home import Config, Home
@@ -187,7 +188,7 @@ class StubPool(Pool):
     def submit(self, spec: RunSpec) -> int | None:
         self.specs.append(spec)
         self.pending.append(spec)
-        return {"pid": FAKE_PID, "pid_start": None, "marker": spec.marker}
+        return Handle.of({}, FAKE_PID)
 
     def cancel(self, run_id: int, reason: str) -> None:
         pass
