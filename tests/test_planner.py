@@ -33,7 +33,7 @@ def run(job_id: str = "j", status: str = "succeeded", **kw) -> Run:
                   queued_at=T0.isoformat(), started_at=None, finished_at=None, pid=None, pid_start=None,
                   marker=None, exit_code=0 if status == "succeeded" else None, signal=None, reason=None,
                   output_path=None, output_bytes=None, truncated=0, cpu_user=None, cpu_sys=None,
-                  max_rss_kb=None, memory_peak_kb=None, missed_count=None, missed_until=None)
+                  max_rss_kb=None, memory_peak_kb=None, missed_count=None, missed_until=None, handle=None)
     assert set(values) == {f.name for f in dataclasses.fields(Run)}
     values.update(kw)
     values["status"], values["trigger"] = RunStatus(values["status"]), Trigger(values["trigger"])
